@@ -1,0 +1,39 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from calibsynth.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_sources_command_lists_every_source(capsys):
+    assert main(["sources"]) == 0
+    out = capsys.readouterr().out
+    for name in ["news", "bible", "dictionary", "foldoc", "pydoc", "code", "c4", "dclm"]:
+        assert f"\n{name} " in "\n" + out
+
+
+def test_cli_reports_bad_input_without_traceback(capsys):
+    assert main(["quickstart", "--model", "smollm-9000"]) == 2
+    assert "smollm-9000" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    exe = Path(sys.executable).with_name("calibsynth")
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
+    assert "sources" in out and "quickstart" in out
+
+
+def test_export_is_fresh(tmp_path):
+    "nbdev-export on a clean copy of the notebooks reproduces calibsynth/ exactly."
+    for item in ["nbs", "pyproject.toml", "calibsynth"]:
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+    exe = Path(sys.executable).with_name("nbdev-export")
+    subprocess.run([str(exe)], cwd=tmp_path, check=True, capture_output=True)
+    for f in sorted((ROOT / "calibsynth").glob("*.py")):
+        assert (tmp_path / "calibsynth" / f.name).read_text() == f.read_text(), f"{f.name} is stale: run nbdev-export"
+    assert sorted(p.name for p in (tmp_path / "calibsynth").glob("*.py")) == sorted(
+        p.name for p in (ROOT / "calibsynth").glob("*.py"))

@@ -1,0 +1,168 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from calibsynth import sources as S
+from calibsynth.models import byte_tokenizer
+
+TOK = byte_tokenizer()
+TOK_NOBOS = byte_tokenizer(add_bos=False)
+
+
+def test_registry_has_five_offline_domains_and_the_four_hub_names():
+    reg = S.list_sources()
+    offline = [n for n, v in reg.items() if v["kind"] == "offline"]
+    assert len(offline) >= 5 and len({reg[n]["domain"] for n in offline}) == len(offline)
+    assert {"c4", "wikipedia", "slimpajama", "dclm"} <= {n for n, v in reg.items() if v["kind"] == "hub"}
+
+
+@pytest.mark.parametrize("name", sorted(S.OFFLINE_SOURCES))
+def test_offline_source_builds_with_disjoint_splits(name):
+    calib, evals = S.load_texts(name, "calib"), S.load_texts(name, "eval")
+    assert len(calib) > 10 and len(evals) > 5
+    assert not set(calib) & set(evals)
+    assert all(S.split_of(t) == "eval" for t in evals[:200])
+    manifest = json.loads(S.source_path(name).with_suffix(".manifest.json").read_text())
+    assert manifest["n_documents"] == len(calib) + len(evals)
+    assert manifest["calib"]["n_documents"] == len(calib)
+
+
+def test_committed_manifests_cover_every_offline_source():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "data" / "sources"
+    for name in S.OFFLINE_SOURCES:
+        m = json.loads((root / f"{name}.json").read_text())
+        assert m["name"] == name and len(m["sha256"]) == 64 and m["licence"] and m["origin"]["version"]
+        assert m["calib"]["n_tokens"] > 0 and m["eval"]["n_tokens"] > 0
+
+
+def test_split_is_a_function_of_the_text_only():
+    docs1 = S.prepare_documents(["alpha beta gamma delta", "epsilon zeta eta theta"], "a")
+    docs2 = S.prepare_documents(["epsilon zeta eta theta", "alpha beta gamma delta"], "b")
+    assert {d["text"]: d["split"] for d in docs1} == {d["text"]: d["split"] for d in docs2}
+
+
+def test_sample_calibration_is_deterministic_per_seed():
+    a = S.sample_calibration("bible", TOK, 8, 128, seed=3)
+    b = S.sample_calibration("bible", TOK, 8, 128, seed=3)
+    c = S.sample_calibration("bible", TOK, 8, 128, seed=4)
+    assert a.dtype == torch.long and a.shape == (8, 128)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_every_window_starts_with_bos_when_the_tokenizer_uses_one():
+    ids = S.sample_calibration("news", TOK, 6, 100, seed=0)
+    assert (ids[:, 0] == TOK.bos_token_id).all() and not (ids[:, 1:] == TOK.bos_token_id).any()
+    ids = S.sample_calibration("news", TOK_NOBOS, 6, 100, seed=0)
+    assert not (ids == TOK.bos_token_id).any()
+
+
+def test_document_mode_window_is_a_contiguous_slice_of_one_document():
+    texts = ["x" * 50 + " ".join(f"w{i}" for i in range(400)) for _ in range(1)] + ["y " * 300, "z " * 300]
+    ids = S.sample_calibration(texts, TOK_NOBOS, 4, 64, seed=1, mode="document")
+    for row in ids:
+        window = TOK_NOBOS.decode(row)
+        assert any(window in t for t in texts)
+
+
+def test_short_documents_use_a_stream_and_terminate():
+    texts = [f"entry {i}: a short definition." for i in range(50)]  # every doc far shorter than seqlen
+    tokens = S._Tokens(TOK, texts)
+    assert S.choose_mode(tokens, 255, 4) == "stream"
+    ids = S.sample_calibration(texts, TOK, 4, 256, seed=0)
+    assert ids.shape == (4, 256)
+    assert "\n\n" in TOK.decode(ids[0, 1:])  # windows cross document boundaries
+
+
+def test_source_too_small_is_an_error():
+    with pytest.raises(ValueError, match="too small"):
+        S.sample_calibration(["tiny text one", "tiny text two"], TOK, 2, 4096, seed=0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(n_samples=0), "n_samples"), (dict(n_samples=-3), "n_samples"), (dict(seqlen=0), "seqlen"),
+    (dict(seqlen=1.5), "seqlen"), (dict(mode="random"), "mode"),
+])
+def test_bad_sampling_arguments_are_named(kwargs, match):
+    args = dict(n_samples=2, seqlen=16, seed=0) | kwargs
+    with pytest.raises(ValueError, match=match):
+        S.sample_calibration(["some text " * 20], TOK, **args)
+
+
+def test_unknown_source_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="bible"):
+        S.load_texts("wikitext")
+    with pytest.raises(ValueError, match="split"):
+        S.load_texts("news", split="train")
+    with pytest.raises(ValueError, match="limit"):
+        S.load_texts("news", limit=0)
+    with pytest.raises(ValueError, match="empty"):
+        S.sample_calibration([], TOK, 1, 8)
+
+
+@pytest.fixture
+def docs():
+    return [f"Document number {i} talks about topic {i % 7} at some length, with more words." for i in range(60)]
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".json", ".parquet"])
+def test_file_sources(tmp_path, docs, suffix):
+    p = tmp_path / f"corpus{suffix}"
+    if suffix == ".txt":
+        p.write_text("\n\n".join(docs))
+    elif suffix == ".jsonl":
+        p.write_text("\n".join(json.dumps({"text": d, "id": i}) for i, d in enumerate(docs)))
+    elif suffix == ".json":
+        p.write_text(json.dumps([{"text": d} for d in docs]))
+    else:
+        pq.write_table(pa.table({"text": docs}), p)
+    calib, evals = S.load_texts(str(p), "calib"), S.load_texts(p, "eval")
+    assert sorted(calib + evals) == sorted(docs) and not set(calib) & set(evals)
+    ids = S.sample_calibration(str(p), TOK, 3, 40, seed=0)
+    assert ids.shape == (3, 40)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.jsonl"):
+        S.load_texts(str(tmp_path / "absent.jsonl"))
+    (tmp_path / "empty.txt").write_text("  \n\n ")
+    with pytest.raises(ValueError, match="no text"):
+        S.load_texts(str(tmp_path / "empty.txt"))
+    (tmp_path / "nofield.jsonl").write_text('{"content": "a long enough text here"}\n')
+    with pytest.raises(ValueError, match="content"):
+        S.load_texts(str(tmp_path / "nofield.jsonl"))
+    (tmp_path / "x.csv").write_text("text\nabc\n")
+    with pytest.raises(ValueError, match=".csv"):
+        S.load_texts(str(tmp_path / "x.csv"))
+
+
+def test_hub_source_code_path_on_a_local_stand_in(tmp_path, docs, monkeypatch):
+    (tmp_path / "c4").mkdir()
+    pq.write_table(pa.table({"text": docs[:30], "url": ["u"] * 30}), tmp_path / "c4" / "part-0.parquet")
+    pq.write_table(pa.table({"text": docs[30:], "url": ["u"] * 30}), tmp_path / "c4" / "part-1.parquet")
+    stand_in = S.HubSource("c4", str(tmp_path / "c4"), None, "local stand-in")
+    monkeypatch.setitem(S.HUB_SOURCES, "c4", stand_in)
+    calib = S.load_texts("c4", "calib", limit=10)
+    assert len(calib) == 10 and all(S.split_of(t) == "calib" for t in calib)
+    evals = S.load_texts("c4", "eval")
+    assert evals and not set(evals) & set(S.load_texts("c4", "calib"))
+    assert S.sample_calibration("c4", TOK, 2, 32, seed=0).shape == (2, 32)
+
+
+def test_hub_source_offline_error_names_offline_sources(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(S, "cache_dir", lambda *a, **k: __import__("pathlib").Path("/nonexistent-cache"))
+    with pytest.raises(S.HubUnavailableError, match="unreachable.*Offline sources.*bible"):
+        S.load_texts("dclm")
+
+
+@pytest.mark.slow
+def test_gemma_windows_start_with_bos_and_smollm2_windows_do_not(smollm2, gemma3):
+    g = S.sample_calibration("bible", gemma3[1], 4, 64, seed=0)
+    s = S.sample_calibration("bible", smollm2[1], 4, 64, seed=0)
+    assert (g[:, 0] == 2).all() and g.shape == s.shape == (4, 64)
+    assert smollm2[1].bos_token_id not in s[:, 0].tolist()
