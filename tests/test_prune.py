@@ -1,0 +1,246 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from calibsynth.models import load_model, tiny_model
+from calibsynth.prune import (InputStats, _walk, block_linears, dsnot, find_blocks, owl_block_sparsities, prune,
+                              prunable_linears, sparsity_of, wanda)
+from calibsynth.sources import sample_calibration
+
+
+def outlier_model(arch="llama", seed=0, layers=2):
+    "A tiny model whose norm weights vary by channel, so activations have outlier channels like real LLMs."
+    model, tok = tiny_model(arch, seed=seed, layers=layers)
+    g = torch.Generator().manual_seed(seed + 1)
+    for name, p in model.named_parameters():
+        if "norm" in name:
+            p.data = torch.exp(torch.randn(p.shape, generator=g)) * (1 if arch == "llama" else 0.5)
+    return model, tok
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return outlier_model("llama")
+
+
+@pytest.fixture(scope="module")
+def calib(llama):
+    return sample_calibration("news", llama[1], n_samples=8, seqlen=64, seed=0)
+
+
+@pytest.fixture(scope="module")
+def heldout(llama):
+    return sample_calibration("news", llama[1], n_samples=4, seqlen=64, seed=99)
+
+
+def pruned(model, *args, **kw):
+    m = copy.deepcopy(model)
+    report = prune(m, *args, progress=False, **kw)
+    return m, report
+
+
+def output_error(dense, sparse, ids):
+    with torch.no_grad():
+        return (dense(ids).logits - sparse(ids).logits).pow(2).mean().item()
+
+
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "dsnot", "owl"])
+def test_exact_sparsity_per_row(llama, calib, method):
+    m, rep = pruned(llama[0], calib, method, 0.6)
+    for name, lin in prunable_linears(m).items():
+        zeros = (lin.weight == 0).sum(1)
+        i = int(name.split(".")[2])
+        expect = int(lin.in_features * rep.block_target[i])
+        assert (zeros == expect).all(), (name, zeros.unique(), expect)
+    assert rep.per_linear and len(rep.block_sparsity) == 2
+
+
+def test_sparsegpt_exact_sparsity_per_column_block(llama, calib):
+    m, rep = pruned(llama[0], calib, "sparsegpt", 0.6, blocksize=32)
+    for lin in prunable_linears(m).values():
+        for start in range(0, lin.in_features, 32):
+            block = lin.weight[:, start:start + 32]
+            assert (block == 0).sum().item() == int(block.numel() * 0.6)
+
+
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt", "dsnot"])
+@pytest.mark.parametrize("n,m", [(2, 4), (4, 8)])
+def test_nm_groups_are_valid(llama, calib, method, n, m):
+    model, rep = pruned(llama[0], calib, method, n / m, pattern=f"{n}:{m}")
+    for lin in prunable_linears(model).values():
+        groups = (lin.weight == 0).reshape(lin.out_features, -1, m).sum(-1)
+        assert (groups == n).all()
+    assert rep.sparsity == pytest.approx(n / m)
+
+
+def reference_wanda(model, calib, sparsity):
+    "The paper's loop, written plainly: one sample at a time, hooks summing squared inputs, sort per row."
+    model = copy.deepcopy(model)
+    prefix, blocks = find_blocks(model)
+    inputs, kwargs = [], []
+
+    def grab(mod, args, kw):
+        inputs.append(args[0] if args else kw["hidden_states"])
+        kwargs.append({k: v for k, v in kw.items() if k != "hidden_states"})
+        raise StopIteration
+
+    masks = {}
+    for i, block in enumerate(blocks):
+        if i == 0:
+            h = block.register_forward_pre_hook(grab, with_kwargs=True)
+            for row in calib:
+                try:
+                    model(row[None], use_cache=False)
+                except StopIteration:
+                    pass
+            h.remove()
+        # the per-block keyword arguments (position embeddings) are the same for both blocks of a LLaMA
+        sq = {n: torch.zeros(l.in_features) for n, l in block_linears(block).items()}
+        def accumulate(mod, args, out, n):
+            sq[n].add_(args[0].reshape(-1, args[0].shape[-1]).pow(2).sum(0))
+
+        hooks = [l.register_forward_hook(lambda mod, a, o, n=n: accumulate(mod, a, o, n))
+                 for n, l in block_linears(block).items()]
+        with torch.no_grad():
+            for x, kw in zip(inputs, kwargs):
+                block(x, **kw)
+        for h in hooks:
+            h.remove()
+        for n, l in block_linears(block).items():
+            score = l.weight.abs() * sq[n].sqrt()
+            k = int(l.in_features * sparsity)
+            idx = torch.sort(score, dim=1, stable=True).indices[:, :k]
+            l.weight.data.scatter_(1, idx, 0.0)
+            masks[f"{prefix}.{i}.{n}"] = l.weight != 0
+        with torch.no_grad():
+            inputs = [b if not isinstance(b, tuple) else b[0] for b in (block(x, **kw) for x, kw in zip(inputs, kwargs))]
+    return masks
+
+
+def test_wanda_matches_a_plain_reference(llama, calib):
+    m, _ = pruned(llama[0], calib, "wanda", 0.5)
+    ref = reference_wanda(llama[0], calib, 0.5)
+    for name, lin in prunable_linears(m).items():
+        assert torch.equal(lin.weight != 0, ref[name]), name
+
+
+def test_owl_average_is_the_target_and_blocks_differ():
+    model, tok = outlier_model("llama", layers=4, seed=3)
+    calib = sample_calibration("bible", tok, 8, 64, seed=0)
+    m, rep = pruned(model, calib, "owl", 0.6)
+    assert len(set(round(t, 6) for t in rep.block_target)) > 1
+    assert max(rep.block_target) - min(rep.block_target) == pytest.approx(0.16, abs=1e-9)
+    assert sum(rep.block_target) / 4 == pytest.approx(0.6, abs=1e-12)
+    assert rep.sparsity == pytest.approx(0.6, abs=0.01)
+
+
+def test_owl_weights_blocks_by_size():
+    s = owl_block_sparsities([0.1, 0.2, 0.3], [3, 1, 1], 0.5)
+    assert (3 * s[0] + s[1] + s[2]) / 5 == pytest.approx(0.5) and s[0] > s[1] > s[2]
+
+
+def test_calibrated_methods_reconstruct_better_than_magnitude(llama, calib, heldout):
+    dense = llama[0]
+    err = {meth: output_error(dense, pruned(dense, calib, meth, 0.6)[0], heldout)
+           for meth in ["magnitude", "wanda", "sparsegpt", "dsnot"]}
+    assert err["wanda"] < err["magnitude"] and err["sparsegpt"] < err["magnitude"], err
+    assert err["dsnot"] <= err["wanda"] * 1.01, err
+
+
+def test_dsnot_shrinks_the_expected_reconstruction_error():
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(16, 64, generator=g)
+    st = InputStats()
+    st.add(torch.randn(512, 64, generator=g) * torch.rand(64, generator=g) * 3 + torch.randn(64, generator=g), False)
+    keep_w, _ = wanda(W, st, 0.5, None)
+    keep_d, _ = dsnot(W, st, 0.5, None, update_threshold=0.0)
+    err = lambda keep: ((W * st.mean) * ~keep).sum(1).abs()
+    assert (err(keep_d) <= err(keep_w) + 1e-6).all() and err(keep_d).sum() < err(keep_w).sum()
+    assert ((~keep_d).sum(1) == 32).all() and not torch.equal(keep_d, keep_w)
+
+
+def test_same_calibration_same_masks(llama, calib):
+    a, _ = pruned(llama[0], calib, "sparsegpt", 0.5)
+    b, _ = pruned(llama[0], calib, "sparsegpt", 0.5)
+    for (n, la), lb in zip(prunable_linears(a).items(), prunable_linears(b).values()):
+        assert torch.equal(la.weight, lb.weight), n
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_engine_propagation_matches_the_model(arch):
+    "With nothing pruned, the block-by-block pass reproduces the model's own hidden states (per-block kwargs)."
+    model, tok = outlier_model(arch, layers=3)
+    ids = sample_calibration("bible", tok, 4, 48, seed=0)
+    _, blocks = find_blocks(model)
+    outs = {}
+    hooks = [b.register_forward_hook(lambda mod, a, o, i=i: outs.__setitem__(i, o[0] if isinstance(o, tuple) else o))
+             for i, b in enumerate(blocks)]
+    with torch.no_grad():
+        model(ids, use_cache=False)
+    for h in hooks:
+        h.remove()
+    _, hidden = _walk(model, ids, 2, torch.device("cpu"), False, torch.float32, False, lambda *a: False, "", False,
+                      need_gather_outputs=True)
+    torch.testing.assert_close(torch.cat(hidden), outs[len(blocks) - 1])
+
+
+def test_gemma3_prunes(calib):
+    model, tok = outlier_model("gemma3", layers=2)
+    ids = sample_calibration("news", tok, 4, 64, seed=0)
+    for method in ["wanda", "sparsegpt", "dsnot", "owl"]:
+        m, rep = pruned(model, ids, method, 0.5)
+        assert rep.sparsity == pytest.approx(0.5, abs=0.01)
+        with torch.no_grad():
+            assert torch.isfinite(m(ids).logits).all()
+
+
+def test_bf16_forwards_keep_masks_close(llama, calib):
+    a, _ = pruned(llama[0], calib, "wanda", 0.5)
+    b, rep = pruned(llama[0], calib, "wanda", 0.5, forward_dtype="bfloat16")
+    diff = sum(((la.weight == 0) != (lb.weight == 0)).sum().item()
+               for la, lb in zip(prunable_linears(a).values(), prunable_linears(b).values()))
+    total = sum(l.weight.numel() for l in prunable_linears(a).values())
+    assert rep.forward_dtype == "bfloat16" and diff / total < 0.02
+
+
+def test_save_and_reload_keeps_the_zeros(tmp_path, llama, calib):
+    m, rep = pruned(llama[0], calib, "wanda", 0.6)
+    m.save_pretrained(tmp_path)
+    llama[1].save_pretrained(tmp_path)
+    back, _ = load_model(str(tmp_path), device="cpu")
+    assert sparsity_of(back) == pytest.approx(rep.sparsity)
+    for la, lb in zip(prunable_linears(m).values(), prunable_linears(back).values()):
+        assert torch.equal(la.weight, lb.weight)
+
+
+@pytest.mark.parametrize("kwargs,err,match", [
+    (dict(method="prune-all"), ValueError, "prune-all"),
+    (dict(sparsity=1.0), ValueError, "sparsity"),
+    (dict(sparsity=-0.1), ValueError, "sparsity"),
+    (dict(sparsity="0.5"), ValueError, "sparsity"),
+    (dict(pattern="4:2", sparsity=0.5), ValueError, "4:2"),
+    (dict(pattern="3:5", sparsity=0.6), ValueError, "M=5 does not divide"),
+    (dict(pattern="2:4", sparsity=0.6), ValueError, "exactly 0.5"),
+    (dict(pattern="dense"), ValueError, "dense"),
+    (dict(method="owl", pattern="2:4", sparsity=0.5), ValueError, "OWL"),
+    (dict(calib_ids=torch.empty(0, 8, dtype=torch.long)), ValueError, "non-empty"),
+    (dict(calib_ids=torch.rand(2, 8)), TypeError, "integer"),
+    (dict(calib_ids=[[1, 2, 3]]), TypeError, "LongTensor"),
+    (dict(calib_ids=torch.full((2, 8), 10_000)), ValueError, "vocabulary"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(forward_dtype="float16"), ValueError, "forward_dtype"),
+])
+def test_bad_input_is_named_and_the_model_is_untouched(llama, calib, kwargs, err, match):
+    model = copy.deepcopy(llama[0])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    args = dict(calib_ids=calib, method="wanda", sparsity=0.5) | kwargs
+    with pytest.raises(err, match=match):
+        prune(model, progress=False, **args)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_model_without_blocks_is_refused():
+    with pytest.raises(ValueError, match="ModuleList"):
+        find_blocks(nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 4)))
