@@ -4,6 +4,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Triton's CPU interpreter, so the GPU kernels are checked here; must be set before triton is imported.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
 

@@ -1,0 +1,166 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from calibsynth.core import read_jsonl
+from calibsynth.models import tiny_model
+from calibsynth.sources import load_texts, sample_calibration, synthetic_path
+from calibsynth.synth import (SynthConfig, build_synthetic, filter_by_perplexity, make_prefixes, self_generate,
+                              text_perplexities)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_model("llama", seed=0)
+
+
+def test_defaults_are_the_papers():
+    c = SynthConfig()
+    assert (c.prefix_tokens, c.temperature, c.top_p, c.top_k, c.repetition_penalty, c.drop_top) == (2, 0.6, 0.95, 50, 1.2, 0.2)
+    assert c.strategy == "prefix"
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(drop_top=1.0), "drop_top"), (dict(drop_top=-0.1), "drop_top"), (dict(prefix_tokens=-1), "prefix_tokens"),
+    (dict(n_docs=0), "n_docs"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p"), (dict(strategy="magic"), "strategy"),
+])
+def test_bad_config_is_named(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        SynthConfig(**kwargs)
+
+
+def test_filter_arithmetic():
+    ppl = [10.0, 1.0, 7.0, 3.0, 7.0, 2.0, 9.0, 4.0, 5.0, 6.0]
+    assert filter_by_perplexity(list(range(10)), ppl, 0.2) == [1, 2, 3, 4, 5, 7, 8, 9]  # 10 and 9 go
+    assert filter_by_perplexity(list(range(10)), ppl, 0.0) == list(range(10))
+    assert filter_by_perplexity(list(range(10)), ppl, 0.35) == [1, 2, 3, 5, 7, 8, 9]  # floor(3.5)=3: 10, 9, the later 7
+    with pytest.raises(ValueError, match="length"):
+        filter_by_perplexity([1, 2], [1.0], 0.2)
+    with pytest.raises(ValueError, match="drop_top"):
+        filter_by_perplexity([1], [1.0], 1.0)
+
+
+def test_prefixes_keep_bos_and_prefix_zero_is_bos_only(tiny):
+    _, tok = tiny
+    p = make_prefixes(tok, ["Hello world"], SynthConfig(prefix_tokens=2))
+    assert p == [[1, tok("Hello").input_ids[1]]]  # BOS + the first byte
+    assert make_prefixes(tok, ["Hello"], SynthConfig(prefix_tokens=0)) == [[1]]
+    assert make_prefixes(tok, ["Hello"], SynthConfig(strategy="unprompted")) == [[1]]
+
+
+def test_generation_is_deterministic_by_seed(tiny):
+    model, tok = tiny
+    texts = load_texts("news", limit=5)
+    cfg = SynthConfig(max_new_tokens=12, batch_size=3, seed=1)
+    a, b = self_generate(model, tok, texts, cfg), self_generate(model, tok, texts, cfg)
+    c = self_generate(model, tok, texts, SynthConfig(max_new_tokens=12, batch_size=3, seed=2))
+    assert a == b and a != c and len(a) == 5
+    u = self_generate(model, tok, texts[:2], SynthConfig(strategy="unprompted", max_new_tokens=8))
+    assert len(u) == 2
+
+
+def test_batched_perplexity_equals_one_at_a_time(tiny):
+    model, tok = tiny
+    texts = ["a short one", "a somewhat longer text about calibration data", "x" * 90, "mid length text"]
+    batched = text_perplexities(model, tok, texts, batch_size=4)
+    single = [text_perplexities(model, tok, [t], batch_size=1)[0] for t in texts]
+    for b, s in zip(batched, single):
+        assert abs(b - s) / s < 1e-3
+    assert math.isnan(text_perplexities(model, tok, [""])[0])  # BOS alone: nothing to score
+
+
+def test_build_and_use_as_a_source(tiny, tmp_path):
+    model, tok = tiny
+    cfg = SynthConfig(n_docs=10, batch_size=4, max_new_tokens=20, min_tokens=4)
+    path = build_synthetic(model, tok, "bible", cfg, tmp_path / "syn.jsonl", progress=False)
+    rows = read_jsonl(path)
+    assert rows and set(rows[0]) == {"text", "prefix", "ppl", "n_tokens"}
+    man = json.loads((tmp_path / "syn.manifest.json").read_text())
+    assert man["n_generated"] == 10 and man["n_kept"] == len(rows) and man["config"]["n_docs"] == 10
+    assert max(r["ppl"] for r in rows) <= man["ppl_threshold"]
+    ids = sample_calibration(str(path), tok, 3, 16, seed=0)
+    assert ids.shape == (3, 16)
+    # a second call with the same settings reuses the file; other settings are refused, not overwritten
+    assert build_synthetic(model, tok, "bible", cfg, path, progress=False) == path
+    with pytest.raises(FileExistsError, match="overwrite"):
+        build_synthetic(model, tok, "bible", SynthConfig(n_docs=10, batch_size=4, max_new_tokens=21), path, progress=False)
+
+
+def test_registry_name(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("CALIBSYNTH_CACHE", str(tmp_path))
+    model, tok = tiny
+    with pytest.raises(FileNotFoundError, match="calibsynth synth"):
+        load_texts("syn:tiny:news")
+    out = synthetic_path("tiny", "news")
+    build_synthetic(model, tok, "news", SynthConfig(n_docs=8, batch_size=8, max_new_tokens=48, min_tokens=2), out,
+                    progress=False)
+    assert load_texts("syn:tiny:news") + load_texts("syn:tiny:news", "eval")
+
+
+def test_bad_outputs_and_sources(tiny, tmp_path):
+    model, tok = tiny
+    cfg = SynthConfig(n_docs=4, max_new_tokens=8)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        build_synthetic(model, tok, "news", cfg, tmp_path / "missing" / "s.jsonl", progress=False)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    if not os.access(ro, os.W_OK):  # root can write anywhere
+        with pytest.raises(PermissionError):
+            build_synthetic(model, tok, "news", cfg, ro / "s.jsonl", progress=False)
+    (tmp_path / "empty.jsonl").write_text('{"text": "only one small document here"}\n')
+    with pytest.raises(ValueError, match="fewer than n_docs"):
+        build_synthetic(model, tok, str(tmp_path / "empty.jsonl"), cfg, tmp_path / "s.jsonl", progress=False)
+    with pytest.raises(ValueError, match="unknown source"):
+        build_synthetic(model, tok, "nowhere", cfg, tmp_path / "s.jsonl", progress=False)
+
+
+RESUME_SCRIPT = textwrap.dedent("""
+    import os, sys
+    from calibsynth.models import tiny_model
+    from calibsynth.synth import SynthConfig, build_synthetic, generate_batch
+    import calibsynth.synth as S
+    kill_after = int(sys.argv[2])
+    calls = [0]
+    original = S.generate_batch
+    def counting(*a, **k):
+        if calls[0] == kill_after:
+            os.kill(os.getpid(), 9)  # killed between batches, like a cut session
+        calls[0] += 1
+        return original(*a, **k)
+    S.generate_batch = counting
+    m, tok = tiny_model("llama")
+    cfg = SynthConfig(n_docs=12, batch_size=3, max_new_tokens=16, min_tokens=2, seed=5)
+    build_synthetic(m, tok, "news", cfg, sys.argv[1], progress=False)
+""")
+
+
+def test_resume_after_a_killed_build_gives_the_same_file(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(RESUME_SCRIPT)
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    killed = subprocess.run([sys.executable, str(script), str(a), "2"], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL and not a.exists()
+    assert len(read_jsonl(tmp_path / "a.partial.jsonl")) == 6  # two batches of three survived
+    subprocess.run([sys.executable, str(script), str(a), "-1"], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(script), str(b), "-1"], check=True, capture_output=True)
+    assert a.read_text() == b.read_text() and not (tmp_path / "a.partial.jsonl").exists()
+
+
+def test_vllm_backend_fails_clearly_without_vllm(tiny, tmp_path):
+    pytest.importorskip("transformers")
+    try:
+        import vllm  # noqa: F401
+        pytest.skip("vllm is installed")
+    except ImportError:
+        pass
+    model, tok = tiny
+    with pytest.raises(ModuleNotFoundError, match="vllm"):
+        build_synthetic(model, tok, "news", SynthConfig(n_docs=2, backend="vllm"), tmp_path / "v.jsonl", progress=False)
