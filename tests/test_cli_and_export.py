@@ -37,3 +37,10 @@ def test_export_is_fresh(tmp_path):
         assert (tmp_path / "calibsynth" / f.name).read_text() == f.read_text(), f"{f.name} is stale: run nbdev-export"
     assert sorted(p.name for p in (tmp_path / "calibsynth").glob("*.py")) == sorted(
         p.name for p in (ROOT / "calibsynth").glob("*.py"))
+
+
+def test_readme_is_rendered_from_the_index_notebook(tmp_path):
+    exe = Path(sys.executable).with_name("jupyter")
+    subprocess.run([str(exe), "nbconvert", "--to", "markdown", str(ROOT / "nbs" / "index.ipynb"), "--output-dir",
+                    str(tmp_path), "--output", "README"], check=True, capture_output=True)
+    assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text(), "README.md is stale: re-render it"

@@ -37,3 +37,54 @@ def test_bad_arguments(kwargs, match):
         perplexity(model, tok, ["some text here"], **kwargs)
     with pytest.raises(ValueError, match="non-empty"):
         perplexity(model, tok, [])
+
+
+from calibsynth.evaluate import OFFLINE_TASKS, build_task_items, evaluate_tasks, mean_sample_perplexity
+from calibsynth.synth import text_perplexities
+
+
+def test_mean_sample_perplexity_is_the_mean_of_each_texts_own():
+    model, tok = tiny_model("llama", seed=3)
+    texts = load_texts("bible", "eval", limit=4)
+    texts = [t[:200] for t in texts]
+    each = [text_perplexities(model, tok, [t])[0] for t in texts]
+    assert mean_sample_perplexity(model, tok, texts, batch_size=3) == pytest.approx(sum(each) / len(each), rel=1e-4)
+
+
+@pytest.mark.parametrize("task", OFFLINE_TASKS)
+def test_task_items_are_deterministic_balanced_and_unique(task):
+    a, b = build_task_items(task, 40, seed=0), build_task_items(task, 40, seed=0)
+    assert a == b and a != build_task_items(task, 40, seed=1)
+    assert len(a) >= 36 and len({it["context"] for it in a}) == len(a)
+    counts = [sum(it["label"] == k for it in a) for k in range(4)]
+    assert max(counts) - min(counts) <= 1 and all(len(set(it["choices"])) == 4 for it in a)
+
+
+@pytest.mark.parametrize("task", ["cs_continuation", "cs_cloze"])
+def test_task_text_never_comes_from_calibration_text(task):
+    items = build_task_items(task, 40, seed=0)
+    for src in {it["group"] for it in items}:
+        calib = [" ".join(t.split()) for t in load_texts(src, "calib")]
+        for it in [i for i in items if i["group"] == src][:5]:
+            assert not any(it["context"] in c for c in calib)
+
+
+def test_lm_eval_path_on_a_tiny_model():
+    model, tok = tiny_model("llama")
+    res = evaluate_tasks(model, tok, ["cs_analogy", "cs_definition"], limit=6, batch_size=8)
+    assert set(res) == {"cs_analogy", "cs_definition", "average"}
+    for t in ("cs_analogy", "cs_definition"):
+        assert res[t]["n"] == 6 and 0 <= res[t]["acc"] <= 1 and res[t]["acc_stderr"] >= 0
+    assert res["average"]["acc"] == pytest.approx((res["cs_analogy"]["acc"] + res["cs_definition"]["acc"]) / 2)
+
+
+def test_task_errors():
+    model, tok = tiny_model("llama")
+    with pytest.raises(ValueError, match="cs_analogy"):
+        evaluate_tasks(model, tok, ["lambada"])
+    with pytest.raises(ValueError, match="unknown task"):
+        evaluate_tasks(model, tok, [])
+    with pytest.raises(ValueError, match="limit"):
+        evaluate_tasks(model, tok, ["cs_cloze"], limit=0)
+    with pytest.raises(ConnectionError, match="offline tasks"):
+        evaluate_tasks(model, tok, ["boolq"])
