@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from calibsynth.evaluate import OFFLINE_TASKS, evaluate_tasks, perplexity
+from calibsynth.core import atomic_write_json
 from calibsynth.models import load_model
 from calibsynth.prune import prune
 from calibsynth.similarity import membership_scores
@@ -57,10 +58,8 @@ def main():
         acc = evaluate_tasks(model, tok, OFFLINE_TASKS, limit=a.limit, forward_dtype="bfloat16")
         res["magnitude70_bf16"] = dict(ppl_news=ppl, tasks=acc, seconds=time.perf_counter() - t0)
         print(spec, "magnitude70", json.dumps({t: round(v['acc'], 3) for t, v in acc.items()}), flush=True)
-        with open(a.out, "w") as f:
-            json.dump(out, f, indent=2)
-    with open(a.out, "w") as f:
-        json.dump(out, f, indent=2)
+        atomic_write_json(a.out, out)
+    atomic_write_json(a.out, out)
 
 
 if __name__ == "__main__":

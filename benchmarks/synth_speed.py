@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from calibsynth.core import atomic_write_json
 from calibsynth.models import load_model
 from calibsynth.sources import load_texts
 from calibsynth.synth import SynthConfig, generate_batch, make_prefixes, self_generate, text_perplexities
@@ -56,8 +57,7 @@ def main():
     print(f"speed-up x{res['speedup']:.1f}, peak RSS {res['peak_rss_mb']:.0f} MB")
     for s in res["samples"]:
         print(f"  ppl {s['ppl']:>7}: {s['text'][:160]!r}")
-    with open(a.out, "w") as f:
-        json.dump(res, f, indent=2)
+    atomic_write_json(a.out, res)
 
 
 if __name__ == "__main__":
