@@ -44,3 +44,21 @@ def test_readme_is_rendered_from_the_index_notebook(tmp_path):
     subprocess.run([str(exe), "nbconvert", "--to", "markdown", str(ROOT / "nbs" / "index.ipynb"), "--output-dir",
                     str(tmp_path), "--output", "README"], check=True, capture_output=True)
     assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text(), "README.md is stale: re-render it"
+
+
+def test_eval_pruned_from_a_run_id(tmp_path, capsys, monkeypatch):
+    "The run's config re-creates its pruned model; unknown ids and tasks are named."
+    import json
+
+    from calibsynth import runner as R
+
+    cfg = R.RunConfig(model="nope-model", method="wanda", source="news", n_samples=4, seqlen=32)
+    (tmp_path / "r.jsonl").write_text(json.dumps(dict(run_id=cfg.run_id, config=__import__("dataclasses").asdict(cfg),
+                                                      metrics={})) + "\n")
+    assert main(["eval", "--pruned-from", "ffff", "--results", str(tmp_path / "r.jsonl")]) == 2
+    assert "ffff" in capsys.readouterr().err
+    # the stored config reaches load_model: an unknown model in the run is reported by name
+    assert main(["eval", "--pruned-from", cfg.run_id, "--results", str(tmp_path / "r.jsonl")]) == 2
+    assert "nope-model" in capsys.readouterr().err
+    assert main(["eval", "--tasks", "squad"]) == 2
+    assert "squad" in capsys.readouterr().err
