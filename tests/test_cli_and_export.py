@@ -62,3 +62,32 @@ def test_eval_pruned_from_a_run_id(tmp_path, capsys, monkeypatch):
     assert "nope-model" in capsys.readouterr().err
     assert main(["eval", "--tasks", "squad"]) == 2
     assert "squad" in capsys.readouterr().err
+
+
+def test_reproduce_runs_experiment_notebooks_into_the_output_folder(tmp_path, capsys):
+    import nbformat
+
+    repo = tmp_path / "clone"
+    (repo / "nbs").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text("")
+    code = ("import os\nfrom pathlib import Path\nfrom calibsynth.runner import active_profile, output_dir\n"
+            "assert active_profile().name == 'smoke'\n(output_dir('figures') / '10_toy.png').write_bytes(b'png')")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)],
+                                            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}),
+                   repo / "nbs" / "10_toy.ipynb")
+    out = tmp_path / "out"
+    assert main(["reproduce", "--profile", "smoke", "--repo", str(repo), "--out", str(out)]) == 0
+    assert (out / "figures" / "10_toy.png").exists() and (out / "nbs" / "10_toy.ipynb").exists()
+    assert (out / "results" / "reproduce_smoke.json").exists()
+    executed = nbformat.read(out / "nbs" / "10_toy.ipynb", as_version=4)
+    assert executed.cells[0].execution_count == 1
+    assert "10_toy.ipynb" in capsys.readouterr().out
+    # bad input is named before anything runs; a failing notebook stops the run with its name
+    assert main(["reproduce", "--profile", "smoke", "--repo", str(repo), "--only", "11"]) == 2
+    assert "'11'" in capsys.readouterr().err
+    bad = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("raise RuntimeError('boom')")],
+                                   metadata=executed.metadata)
+    nbformat.write(bad, repo / "nbs" / "11_bad.ipynb")
+    assert main(["reproduce", "--profile", "smoke", "--repo", str(repo), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "11_bad.ipynb failed" in err and "boom" in err

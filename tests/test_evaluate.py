@@ -88,3 +88,17 @@ def test_task_errors():
         evaluate_tasks(model, tok, ["cs_cloze"], limit=0)
     with pytest.raises(ConnectionError, match="offline tasks"):
         evaluate_tasks(model, tok, ["boolq"])
+
+
+def test_windows_tokenize_only_the_text_they_need(monkeypatch):
+    from calibsynth import evaluate as E
+
+    _, tok = tiny_model("llama", seed=0)
+    texts = load_texts("dictionary", "eval")[:400]
+    full = E._windows(tok, texts, 32, None)
+    seen = []
+    real = tok.__call__
+    monkeypatch.setattr(type(tok), "__call__", lambda self, text, **kw: seen.append(len(text)) or real(text, **kw))
+    few = E._windows(tok, texts, 32, 3)
+    assert torch.equal(few, full[:3])
+    assert seen and sum(seen) < len("\n\n".join(texts)) / 4  # the whole split was never tokenized

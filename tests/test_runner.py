@@ -80,3 +80,73 @@ def test_grid_runs_resumes_and_merges(tmp_path, monkeypatch):
     run_grid(grid, b, shard="2/2", progress=False)
     assert merge_results([a, b, path], tmp_path / "all.jsonl") == len(grid)
     assert len(load_results(tmp_path / "all.jsonl")) == len(grid)
+
+
+def test_configs_are_canonical():
+    # runs that ignore a field share an id whatever that field says
+    assert RunConfig(method="dense", source="code", seed=3).run_id == RunConfig(method="dense", source="news").run_id
+    assert RunConfig(method="magnitude", source="code").run_id == RunConfig(method="magnitude", source="bible").run_id
+    assert RunConfig(method="magnitude", sparsity=0.5).run_id != RunConfig(method="magnitude", sparsity=0.6).run_id
+    assert RunConfig(pattern="2:4", sparsity=0.6) == RunConfig(pattern="2:4", sparsity=0.5)
+    assert RunConfig(method="wanda", source="code").run_id != RunConfig(method="wanda", source="news").run_id
+    with pytest.raises(ValueError, match="sparsity"):
+        RunConfig(sparsity=1.5)
+
+
+def test_runs_of_other_experiments_are_reused_not_redone(tmp_path, monkeypatch):
+    grid = tiny_grid(monkeypatch)[1:3]
+    first = run_grid(grid, tmp_path / "10_a.jsonl", progress=False)
+
+    def no_model(*a, **k):
+        raise AssertionError("a reused run must not load a model")
+
+    monkeypatch.setattr(R, "load_model", no_model)
+    second = run_grid(grid, tmp_path / "11_b.jsonl", progress=False)
+    assert sorted(second.run_id) == sorted(first.run_id) and len(read_results(tmp_path / "11_b.jsonl")) == 2
+    # without reuse the runs are redone (and here the model loader refuses)
+    with pytest.raises(AssertionError, match="reused"):
+        run_grid(grid, tmp_path / "12_c.jsonl", progress=False, reuse=False)
+
+
+def test_profiles_and_output_dirs(tmp_path, monkeypatch):
+    monkeypatch.delenv("CALIBSYNTH_OUTPUT", raising=False)
+    monkeypatch.setenv("CALIBSYNTH_PROFILE", "smoke")
+    p = R.active_profile()
+    assert p.name == "smoke" and R.active_profile("quick").name == "quick"
+    with pytest.raises(ValueError, match="'huge'"):
+        R.active_profile("huge")
+    # smoke never writes next to the committed results; CALIBSYNTH_OUTPUT moves every profile
+    assert R.repo_root() is None or R.repo_root() not in R.output_dir("results", p).parents
+    monkeypatch.setenv("CALIBSYNTH_OUTPUT", str(tmp_path))
+    assert R.output_dir("figures") == tmp_path / "figures" and (tmp_path / "figures").is_dir()
+    run = R.PROFILES["quick"].run(method="wanda", source="code")
+    assert (run.n_samples, run.seqlen, run.forward_dtype, run.task_limit) == (16, 256, "bfloat16", 12) and run.source == "code"
+    assert R.PROFILES["paper"].run().tasks[0] in R.HUB_TASKS
+
+
+def test_filtered_synthetic_sets_derive_from_one_generation(tmp_path, monkeypatch):
+    from calibsynth.core import read_jsonl
+    from calibsynth.models import tiny_model
+    from calibsynth.sources import synthetic_path
+    from calibsynth.synth import SynthConfig, build_synthetic
+
+    monkeypatch.setenv("CALIBSYNTH_CACHE", str(tmp_path))
+    loaded = tiny_model("llama", seed=0)
+    cfg = SynthConfig(n_docs=8, batch_size=8, max_new_tokens=20, min_tokens=4, drop_top=0.5)
+    name = R.synthetic_source("tiny", "bible", cfg, loaded, progress=False)
+    assert name.startswith("syn:tiny:bible:prefix-")
+    derived = read_jsonl(synthetic_path(*name[4:].split(":")))
+    direct = read_jsonl(build_synthetic(*loaded, "bible", cfg, tmp_path / "direct.jsonl", progress=False))
+    assert [r["text"] for r in derived] == [r["text"] for r in direct] and 0 < len(direct) < 8
+    # the name changes with any setting
+    assert R.synthetic_source("tiny", "bible", SynthConfig(n_docs=8, batch_size=8, max_new_tokens=20, min_tokens=4,
+                                                           drop_top=0.25), loaded, progress=False) != name
+
+
+def test_cached_table_computes_once(tmp_path):
+    calls = []
+    compute = lambda: calls.append(1) or [dict(a=1)]
+    a = R.cached_table(tmp_path / "t.jsonl", dict(k=1), compute)
+    b = R.cached_table(tmp_path / "t.jsonl", dict(k=1), compute)
+    R.cached_table(tmp_path / "t.jsonl", dict(k=2), compute)
+    assert a.equals(b) and len(calls) == 2

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# The test command: set up (idempotent), then run every notebook (nbdev-test) and pytest.
+# The test command: set up (idempotent), then run the library notebooks (nbdev-test), pytest, and every
+# experiment notebook at toy sizes (the smoke profile, written to a temporary folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export CALIBSYNTH_PROFILE=smoke
-echo "== notebooks (nbdev-test)"
-.venv/bin/nbdev-test --n-workers 2 --timing
+echo "== library notebooks (nbdev-test)"
+.venv/bin/nbdev-test --n-workers 2 --timing --skip-file-re '^(1[0-9]_|[_.])'
 echo "== pytest"
 .venv/bin/python -m pytest -q -ra "$@"
+echo "== experiment notebooks, smoke profile"
+smoke_out=$(mktemp -d -t calibsynth-smoke-XXXXXX)
+.venv/bin/calibsynth reproduce --profile smoke --out "$smoke_out"
+rm -rf "$smoke_out"
