@@ -41,9 +41,9 @@ def test_export_is_fresh(tmp_path):
 
 def test_readme_is_rendered_from_the_index_notebook(tmp_path):
     exe = Path(sys.executable).with_name("jupyter")
-    subprocess.run([str(exe), "nbconvert", "--to", "markdown", str(ROOT / "nbs" / "index.ipynb"), "--output-dir",
+    subprocess.run([str(exe), "nbconvert", "--to", "markdown", "--no-input", str(ROOT / "nbs" / "index.ipynb"), "--output-dir",
                     str(tmp_path), "--output", "README"], check=True, capture_output=True)
-    assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text(), "README.md is stale: re-render it"
+    assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text(), "README.md is stale: re-render it (jupyter nbconvert --to markdown --no-input nbs/index.ipynb --output-dir . --output README)"
 
 
 def test_eval_pruned_from_a_run_id(tmp_path, capsys, monkeypatch):
