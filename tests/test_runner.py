@@ -150,3 +150,14 @@ def test_cached_table_computes_once(tmp_path):
     b = R.cached_table(tmp_path / "t.jsonl", dict(k=1), compute)
     R.cached_table(tmp_path / "t.jsonl", dict(k=2), compute)
     assert a.equals(b) and len(calls) == 2
+
+
+def test_findings_are_recorded_and_tabled(tmp_path, monkeypatch):
+    monkeypatch.setenv("CALIBSYNTH_OUTPUT", str(tmp_path))
+    assert "No findings" in R.findings_markdown(tmp_path / "results")
+    with pytest.raises(ValueError, match="'maybe'"):
+        R.record_finding("10_x", "claim", "here", "maybe")
+    R.record_finding("11_y", "gap | grows", "0.1 -> 0.3", "yes", R.PROFILES["smoke"])
+    R.record_finding("10_x", "matters", "2 of 3", "partly", R.PROFILES["smoke"])
+    table = R.findings_markdown(tmp_path / "results").splitlines()
+    assert table[2] == "| 10_x | matters | 2 of 3 | partly |" and table[3] == "| 11_y | gap / grows | 0.1 -> 0.3 | yes |"
