@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -76,7 +77,9 @@ def test_reproduce_runs_experiment_notebooks_into_the_output_folder(tmp_path, ca
                                             metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}),
                    repo / "nbs" / "10_toy.ipynb")
     out = tmp_path / "out"
+    env_before = dict(os.environ)
     assert main(["reproduce", "--profile", "smoke", "--repo", str(repo), "--out", str(out)]) == 0
+    assert dict(os.environ) == env_before  # the profile and output folder go to the kernels only
     assert (out / "figures" / "10_toy.png").exists() and (out / "nbs" / "10_toy.ipynb").exists()
     assert (out / "results" / "reproduce_smoke.json").exists()
     executed = nbformat.read(out / "nbs" / "10_toy.ipynb", as_version=4)

@@ -161,3 +161,12 @@ def test_findings_are_recorded_and_tabled(tmp_path, monkeypatch):
     R.record_finding("10_x", "matters", "2 of 3", "partly", R.PROFILES["smoke"])
     table = R.findings_markdown(tmp_path / "results").splitlines()
     assert table[2] == "| 10_x | matters | 2 of 3 | partly |" and table[3] == "| 11_y | gap / grows | 0.1 -> 0.3 | yes |"
+
+
+def test_results_carry_the_setting_label_and_bad_shards_fail_first(tmp_path, monkeypatch):
+    grid = tiny_grid(monkeypatch)[1:3] + [RunConfig(**{**R.asdict(tiny_grid(monkeypatch)[1]), "pattern": "2:4"})]
+    df = run_grid(grid, tmp_path / "r.jsonl", progress=False)
+    assert sorted(df.setting) == ["2:4", "60%", "60%"]
+    with pytest.raises(ValueError, match="'3/2'"):
+        run_grid(grid, tmp_path / "other.jsonl", shard="3/2", progress=False, reuse=False)
+    assert not (tmp_path / "other.jsonl").exists()
