@@ -70,6 +70,7 @@ def main():
     p.add_argument("--methods", default="magnitude,wanda,sparsegpt,dsnot,owl")
     p.add_argument("--settings", default=None, help="comma list of sparsities or N:M patterns")
     p.add_argument("--dtypes", default="float32,bfloat16")
+    p.add_argument("--no-floor", action="store_true", help="skip the two-forwards floor (already measured)")
     p.add_argument("--forward-dtype", default="bfloat16", help="forward dtype of the --quality runs")
     p.add_argument("--eval-windows", type=int, default=32)
     p.add_argument("--out", default="results/prune_benchmark.json")
@@ -97,7 +98,7 @@ def main():
 
     if a.speed:
         rows = res.setdefault("speed", [])
-        for dt in a.dtypes.split(","):
+        for dt in [] if a.no_floor else a.dtypes.split(","):
             floor = forward_floor(model, calib, getattr(torch, dt))
             rows.append(dict(method="(floor: 2 block-forwards)", setting="-", dtype=dt, seconds=round(floor, 1)))
             print(f"floor {dt}: {floor:.1f} s", flush=True)

@@ -6,7 +6,7 @@ from torch import nn
 
 from calibsynth.models import load_model, tiny_model
 from calibsynth.prune import (InputStats, _walk, block_linears, dsnot, find_blocks, owl_block_sparsities, prune,
-                              prunable_linears, sparsity_of, wanda)
+                              prunable_linears, sparsegpt, sparsity_of, wanda)
 from calibsynth.sources import sample_calibration
 
 
@@ -124,6 +124,71 @@ def test_wanda_matches_a_plain_reference(llama, calib):
     ref = reference_wanda(llama[0], calib, 0.5)
     for name, lin in prunable_linears(m).items():
         assert torch.equal(lin.weight != 0, ref[name]), name
+
+
+def test_hessian_is_the_full_symmetric_gram_over_all_batches():
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randn(2, 50, 800, generator=g).bfloat16() for _ in range(3)]  # wide: several column blocks
+    stats = InputStats()
+    for b in batches:
+        stats.add(b, with_xtx=True)
+    x = torch.cat([b.reshape(-1, 800) for b in batches]).double()
+    torch.testing.assert_close(stats.hessian.double(), 2 * x.T @ x / 300, rtol=1e-5, atol=1e-5)
+    assert torch.equal(stats.hessian, stats.hessian.T)
+
+
+def reference_sparsegpt(W, H, sparsity, nm, blocksize, percdamp=0.01):
+    "SparseGPT for one linear, transcribed plainly from the paper's algorithm (column by column, no stacking)."
+    W, H = W.clone(), H.clone()
+    cols = W.shape[1]
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    H += percdamp * torch.diag(H).mean() * torch.eye(cols)
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    keep = torch.ones_like(W, dtype=torch.bool)
+    for i1 in range(0, cols, blocksize):
+        i2 = min(i1 + blocksize, cols)
+        W1, Hinv1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2]
+        d = torch.diag(Hinv1)
+        Q1, Err1 = torch.zeros_like(W1), torch.zeros_like(W1)
+        keep1 = torch.ones_like(W1, dtype=torch.bool)
+        if not nm:  # the floor(rows * block * sparsity) lowest w^2 / d^2 of the block, lower flat index first on ties
+            score = (W1.square() / d.square()).flatten()
+            keep1.view(-1)[torch.sort(score, stable=True).indices[:int(score.numel() * sparsity)]] = False
+        for i in range(i2 - i1):
+            if nm and i % nm[1] == 0:
+                s = W1[:, i:i + nm[1]].square() / d[i:i + nm[1]].square()
+                keep1[:, i:i + nm[1]].scatter_(1, torch.sort(s, dim=1, stable=True).indices[:, :nm[0]], False)
+            q = W1[:, i] * keep1[:, i]
+            Q1[:, i] = q
+            Err1[:, i] = (W1[:, i] - q) / d[i]
+            W1[:, i:] -= Err1[:, i:i + 1] @ Hinv1[i:i + 1, i:]
+        W[:, i1:i2], keep[:, i1:i2] = Q1, keep1
+        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+    return keep, W
+
+
+@pytest.mark.parametrize("nm", [None, (2, 4)])
+def test_sparsegpt_stacked_matches_a_plain_reference_per_linear(nm):
+    "Linears sharing an input (q/k/v) are pruned stacked; each must come out as if pruned alone."
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 96, generator=g) * torch.rand(96, generator=g) * 3
+    x[:, 7] = 0  # an input that is never active
+    stats = InputStats()
+    stats.add(x, with_xtx=True)
+    weights = [torch.randn(rows, 96, generator=g) for rows in (96, 32, 32)]
+    sparsity = 0.5 if nm else 0.6
+    keep, W = sparsegpt(torch.cat(weights), stats, sparsity, nm, blocksize=32, segments=[96, 32, 32])
+    for k, w, ref_w in zip(keep.split([96, 32, 32]), W.split([96, 32, 32]), weights):
+        ref_keep, ref_W = reference_sparsegpt(ref_w, stats.hessian, sparsity, nm, blocksize=32)
+        assert torch.equal(k, ref_keep)
+        torch.testing.assert_close(w * k, ref_W * ref_keep, rtol=1e-4, atol=1e-5)
+    assert not (W * keep)[:, 7].any()  # the dead input's weights are zeroed
+    if nm is None:  # each linear holds exactly its share of zeros in every column block
+        for k in keep.split([96, 32, 32]):
+            for b in range(0, 96, 32):
+                assert (~k[:, b:b + 32]).sum() == int(k.shape[0] * 32 * sparsity)
 
 
 def test_owl_average_is_the_target_and_blocks_differ():

@@ -131,6 +131,7 @@ def test_filtered_synthetic_sets_derive_from_one_generation(tmp_path, monkeypatc
     from calibsynth.synth import SynthConfig, build_synthetic
 
     monkeypatch.setenv("CALIBSYNTH_CACHE", str(tmp_path))
+    monkeypatch.setenv("CALIBSYNTH_OUTPUT", str(tmp_path / "out"))
     loaded = tiny_model("llama", seed=0)
     cfg = SynthConfig(n_docs=8, batch_size=8, max_new_tokens=20, min_tokens=4, drop_top=0.5)
     name = R.synthetic_source("tiny", "bible", cfg, loaded, progress=False)
@@ -141,6 +142,24 @@ def test_filtered_synthetic_sets_derive_from_one_generation(tmp_path, monkeypatc
     # the name changes with any setting
     assert R.synthetic_source("tiny", "bible", SynthConfig(n_docs=8, batch_size=8, max_new_tokens=20, min_tokens=4,
                                                            drop_top=0.25), loaded, progress=False) != name
+
+
+def test_synthetic_sets_are_kept_with_the_results_and_read_back_by_a_clone(tmp_path, monkeypatch):
+    from calibsynth.models import tiny_model
+    from calibsynth.sources import synthetic_path
+    from calibsynth.synth import SynthConfig
+
+    monkeypatch.setenv("CALIBSYNTH_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setenv("CALIBSYNTH_CACHE", str(tmp_path / "cache"))
+    cfg = SynthConfig(n_docs=8, batch_size=8, max_new_tokens=20, min_tokens=4, drop_top=0.0)
+    name = R.synthetic_source("tiny", "news", cfg, tiny_model("llama", seed=0), progress=False)
+    built = synthetic_path(*name[4:].split(":"))
+    kept = tmp_path / "out" / "results" / "synthetic" / "tiny" / built.name
+    assert kept.read_text() == built.read_text() and kept.with_name(built.stem + ".manifest.json").exists()
+    # A clone on another machine: an empty cache, the kept set, and no model to generate with.
+    monkeypatch.setenv("CALIBSYNTH_CACHE", str(tmp_path / "other-cache"))
+    assert R.synthetic_source("tiny", "news", cfg, loaded=None, progress=False) == name
+    assert synthetic_path(*name[4:].split(":")).read_text() == kept.read_text()
 
 
 def test_cached_table_computes_once(tmp_path):
