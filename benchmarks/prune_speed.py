@@ -19,7 +19,7 @@ import torch
 from calibsynth.core import atomic_write_json
 from calibsynth.evaluate import perplexity
 from calibsynth.models import load_model
-from calibsynth.prune import capture_block_inputs, find_blocks, prunable_linears, prune, _run_block
+from calibsynth.prune import capture_block_inputs, find_blocks, prunable_linears, prune, supports_nm, _run_block
 from calibsynth.sources import load_texts, sample_calibration
 
 
@@ -90,7 +90,7 @@ def main():
         model.load_state_dict(state)
         pattern, sparsity = (setting, int(setting.split(":")[0]) / int(setting.split(":")[1])) if ":" in setting \
             else ("unstructured", float(setting))
-        if method == "owl" and pattern != "unstructured":
+        if pattern != "unstructured" and not supports_nm(method):
             return None
         with PeakRSS() as mem:
             rep = prune(model, calib, method, sparsity, pattern, forward_dtype=dtype, progress=False)

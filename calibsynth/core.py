@@ -1,4 +1,4 @@
-"""Small shared pieces: where the cache lives, atomic file writes, checksums, and the compute device.
+"""Small shared pieces: where the cache lives, atomic file writes, JSON lines, checksums, and the compute device.
 
 Docs: https://calibsynth.github.io/calibsynth/core.html.md"""
 
@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -20,7 +21,7 @@ import torch
 
 # %% auto #0
 __all__ = ['cache_dir', 'require_writable_dir', 'atomic_path', 'atomic_dir', 'atomic_write_text', 'atomic_write_json',
-           'write_jsonl', 'read_jsonl', 'sha256_file', 'hub_offline', 'resolve_device']
+           'write_jsonl', 'append_jsonl', 'read_jsonl', 'sha256_file', 'hub_offline', 'resolve_device']
 
 # %% ../nbs/00_core.ipynb #a9059b7c
 def cache_dir(*parts: str, create: bool = True) -> Path:
@@ -91,21 +92,62 @@ def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> P
     "Write `obj` as JSON to `path` atomically (keys sorted, so equal objects give equal files)."
     return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False) + "\n")
 
+# %% ../nbs/00_core.ipynb #f8bc990e
+def _json_line(row, sort_keys: bool = False) -> bytes:
+    return (json.dumps(row, ensure_ascii=False, sort_keys=sort_keys) + "\n").encode("utf-8")
 
-def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> Path:
+
+def write_jsonl(path: str | os.PathLike, records: Iterable, sort_keys: bool = False) -> Path:
     "Write `records` as JSON lines to `path` atomically."
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            f.write(_json_line(rec, sort_keys))
     return Path(path)
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    "Read a JSON-lines file into a list of dicts."
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def append_jsonl(path: str | os.PathLike, row, sort_keys: bool = False) -> Path:
+    """Append `row` to `path` as one JSON line in one write, flushed and fsynced: a reader then sees the whole
+    line, or after a kill a torn last line that `read_jsonl` drops. A file not ending in a newline gets one first,
+    so rows never share a line."""
+    line = _json_line(row, sort_keys)
+    with open(path, "a+b") as f:  # a+: writes go to the end; reading the last byte is allowed
+        if f.seek(0, os.SEEK_END) and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
+            line = b"\n" + line
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
+# %% ../nbs/00_core.ipynb #cf6b3311
+def read_jsonl(path: str | os.PathLike, repair: bool = False) -> list:
+    """The rows of the JSON-lines file `path` (blank lines skipped). An unparsable last line, the torn append of
+    a killed writer, is dropped with a warning and, with `repair`, cut from the file; an unparsable line before
+    the last is corruption and raises a ValueError naming the file and the line number."""
+    path = Path(path)
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    rows, good_end, end = [], 0, 0  # good_end: where the last parsed line (with its newline) ends
+    for i, line in enumerate(lines):
+        end = min(end + len(line) + 1, len(raw))
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))  # a torn UTF-8 character is a UnicodeDecodeError, a ValueError too
+        except ValueError as e:
+            if i < last:
+                raise ValueError(f"{path}: line {i + 1} is not valid JSON ({e}); only the last line of a killed "
+                                 "append can be torn, so the file is corrupt") from None
+            warnings.warn(f"{path}: dropping a torn last line (line {i + 1}, {len(raw) - good_end} bytes) left by "
+                          f"an interrupted write{'; cut from the file' if repair else ''}")
+            if repair:
+                with open(path, "r+b") as f:
+                    f.truncate(good_end)
+            break
+        good_end = end
+    return rows
 
+# %% ../nbs/00_core.ipynb #5fb0a02d
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     "Hex sha256 of a file, read in chunks."
     h = hashlib.sha256()

@@ -24,8 +24,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from .core import atomic_dir, cache_dir, hub_offline, resolve_device, sha256_file
 
 # %% auto #0
-__all__ = ['EMBEDDED_MODELS', 'EmbeddedModel', 'list_models', 'embedded_checkpoint', 'resolve_dtype', 'load_model', 'bos_id',
-           'padded_batches', 'byte_tokenizer', 'tiny_model']
+__all__ = ['EMBEDDED_MODELS', 'EmbeddedModel', 'list_models', 'embedded_checkpoint', 'byte_tokenizer', 'tiny_model',
+           'resolve_dtype', 'load_model', 'bos_id', 'padded_batches']
 
 # %% ../nbs/01_models.ipynb #2098f67f
 @dataclass(frozen=True)
@@ -102,10 +102,44 @@ def embedded_checkpoint(alias: str) -> Path:
         (tmp / _MARKER).write_text(json.dumps(info, indent=2))
     return target
 
+# %% ../nbs/01_models.ipynb #02970df0
+def byte_tokenizer(add_bos: bool = True) -> PreTrainedTokenizerBase:
+    "A byte-level tokenizer (256 byte tokens + `<pad>`, `<s>`, `</s>`) that adds `<s>` when `add_bos`."
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>"]
+    vocab = {t: i for i, t in enumerate(specials + sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    if add_bos:
+        tk.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                          special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+
+# %% ../nbs/01_models.ipynb #6a1d3e90
+def tiny_model(arch: str = "llama", seed: int = 0, layers: int = 2, hidden: int = 64, intermediate: int = 128,
+               add_bos: bool = True) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    "A tiny random float32 `arch` ('llama' or 'gemma3') causal LM with a byte-level tokenizer."
+    tokenizer = byte_tokenizer(add_bos)
+    common = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate,
+                  num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=1024, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(seed)
+    if arch == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+        model = LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=True))
+    elif arch == "gemma3":
+        from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+        cfg = Gemma3TextConfig(**common, head_dim=hidden // 4, sliding_window=16,
+                               layer_types=["sliding_attention", "full_attention"] * (layers // 2) + ["sliding_attention"] * (layers % 2))
+        model = Gemma3ForCausalLM(cfg)
+    else:
+        raise ValueError(f"unknown tiny architecture {arch!r}; use 'llama' or 'gemma3'")
+    return model.eval(), tokenizer
+
 # %% ../nbs/01_models.ipynb #062d0d57
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
     "`'auto'` is float32 on the CPU and bfloat16 on CUDA; strings like `'bfloat16'` name a torch dtype."
     if isinstance(dtype, torch.dtype):
@@ -117,6 +151,9 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     if dtype not in valid:
         raise ValueError(f"unknown dtype {dtype!r}; use 'auto' or one of {sorted(valid)}")
     return valid[dtype]
+
+# %% ../nbs/01_models.ipynb #1f7c2d44
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _resolve_spec(spec: str | os.PathLike) -> str | Path:
@@ -179,40 +216,3 @@ def padded_batches(encoded: list[list[int]], batch_size: int, pad_id: int, devic
         ids = torch.tensor([encoded[i] + [pad_id] * (width - len(encoded[i])) for i in idx], device=device)
         mask = torch.tensor([[1] * len(encoded[i]) + [0] * (width - len(encoded[i])) for i in idx], device=device)
         yield idx, ids, mask
-
-# %% ../nbs/01_models.ipynb #02970df0
-def byte_tokenizer(add_bos: bool = True) -> PreTrainedTokenizerBase:
-    "A byte-level tokenizer (256 byte tokens + `<pad>`, `<s>`, `</s>`) that adds `<s>` when `add_bos`."
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<s>", "</s>"]
-    vocab = {t: i for i, t in enumerate(specials + sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    if add_bos:
-        tk.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
-                                                          special_tokens=[("<s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-
-
-def tiny_model(arch: str = "llama", seed: int = 0, layers: int = 2, hidden: int = 64, intermediate: int = 128,
-               add_bos: bool = True) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    "A tiny random float32 `arch` ('llama' or 'gemma3') causal LM with a byte-level tokenizer."
-    tokenizer = byte_tokenizer(add_bos)
-    common = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate,
-                  num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                  max_position_embeddings=1024, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    torch.manual_seed(seed)
-    if arch == "llama":
-        from transformers import LlamaConfig, LlamaForCausalLM
-        model = LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=True))
-    elif arch == "gemma3":
-        from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-        cfg = Gemma3TextConfig(**common, head_dim=hidden // 4, sliding_window=16,
-                               layer_types=["sliding_attention", "full_attention"] * (layers // 2) + ["sliding_attention"] * (layers % 2))
-        model = Gemma3ForCausalLM(cfg)
-    else:
-        raise ValueError(f"unknown tiny architecture {arch!r}; use 'llama' or 'gemma3'")
-    return model.eval(), tokenizer

@@ -1,5 +1,6 @@
-"""Calibration and evaluation text: six offline corpora of different domains built from packages,
-the paper's hub corpora by name, and any file of texts; plus the paper's window sampler.
+"""Calibration and evaluation text: six offline corpora of different domains built from packages, a
+neutral evaluation panel of three held-out corpora, the paper's hub corpora by name, and any file
+of texts; plus the paper's window sampler.
 
 Docs: https://calibsynth.github.io/calibsynth/sources.html.md"""
 
@@ -33,9 +34,11 @@ from .core import atomic_write_json, cache_dir, hub_offline, read_jsonl, sha256_
 from .models import bos_id
 
 # %% auto #0
-__all__ = ['EVAL_FRACTION', 'SPLITS', 'MIN_DOC_CHARS', 'OFFLINE_SOURCES', 'HUB_SOURCES', 'FILE_SUFFIXES', 'HUB_DEFAULT_LIMIT',
-           'SYN_PREFIX', 'normalize_text', 'reflow', 'split_of', 'prepare_documents', 'read_dictd', 'read_news',
-           'read_bible', 'read_pydoc', 'read_code', 'OfflineSource', 'HubSource', 'list_sources', 'source_path',
+__all__ = ['EVAL_FRACTION', 'SPLITS', 'MIN_DOC_CHARS', 'INFO_MANUALS', 'FORTUNE_FILES', 'MIN_LETTER_SHARE', 'OFFLINE_SOURCES',
+           'HUB_SOURCES', 'FILE_SUFFIXES', 'PANEL_SOURCES', 'HELD_OUT_NGRAM', 'HUB_DEFAULT_LIMIT', 'SYN_PREFIX',
+           'normalize_text', 'reflow', 'split_of', 'prepare_documents', 'read_dictd', 'read_news', 'read_bible',
+           'read_pydoc', 'read_code', 'info_files', 'read_info', 'read_info_manuals', 'fortune_files', 'read_fortunes',
+           'OfflineSource', 'HubSource', 'PanelSource', 'list_sources', 'word_ngrams', 'shares_ngram', 'source_path',
            'build_source', 'source_manifest', 'HubUnavailableError', 'load_hub_texts', 'read_text_file',
            'synthetic_path', 'synthetic_name', 'check_source', 'load_texts', 'choose_mode', 'sample_calibration']
 
@@ -161,6 +164,70 @@ def read_code(max_bytes: int = 200_000) -> list[str]:
              if not _CODE_EXCLUDE & set(p.relative_to(root).parts[:-1]) and p.stat().st_size <= max_bytes]
     return [p.read_text(encoding="utf-8", errors="replace") for p in files]
 
+# %% ../nbs/02_sources.ipynb #2675e053
+INFO_MANUALS = {"gnu-standards": ("standards", "maintain"), "bash-doc": ("bash",), "autoconf-doc": ("autoconf",)}
+FORTUNE_FILES = {  # every cookie file of the two packages but `art` and `ascii-art` (pictures, not text)
+    "fortunes-min": ("fortunes", "literature", "riddles"),
+    "fortunes": ("computers", "cookie", "debian", "definitions", "disclaimer", "drugs", "education", "ethnic", "food",
+                 "goedel", "humorists", "kids", "knghtbrd", "law", "linux", "linuxcookie", "love", "magic", "medicine",
+                 "men-women", "miscellaneous", "news", "paradoxum", "people", "perl", "pets", "platitudes", "politics",
+                 "pratchett", "science", "songs-poems", "sports", "startrek", "tao", "translate-me", "wisdom", "work",
+                 "zippy")}
+MIN_LETTER_SHARE = 0.5  # a fortune whose non-space characters are mostly not letters is a picture or a table
+
+_INFO_INDEX = "\x00\x08[index\x00\x08]"  # makeinfo's mark on an index node
+_INFO_LICENCE_NODES = {"GNU Free Documentation License", "Copying This Manual", "Copying"}
+_INFO_XREF = re.compile(r"\*[Nn]ote[ \n]+([^:]+?)::")  # `*note Node::` reads `Node`
+_INFO_XREF_LABEL = re.compile(r"\*[Nn]ote[ \n]+([^:]+?):[ \n]+[^.,]*?([.,])")  # `*note Label: node.` reads `Label.`
+_INFO_UNDERLINE = re.compile(r"^[*=.-]{3,}\n", re.M)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_MAIL = re.compile(r"(?:\b(?:in|on) )?<[^<>\s]+@[^<>\s]+>|\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+")  # addresses, message ids
+
+
+def info_files() -> list[tuple[str, Path]]:
+    "(Debian package, file) of every GNU info manual the `manuals` panel source reads."
+    return [(pkg, _deb_file(f"/usr/share/info/{m}.info.gz", pkg)) for pkg, ms in INFO_MANUALS.items() for m in ms]
+
+
+def read_info(path: str | os.PathLike) -> list[str]:
+    "The nodes of a gzip'd info file as clean text (no node line, menu, index, licence, xref markup or control code)."
+    nodes = []
+    for chunk in gzip.open(path).read().decode("utf-8", errors="replace").split("\x1f")[1:]:  # [0]: the file's preamble
+        head, _, body = chunk.lstrip("\n").partition("\n")
+        node = re.search(r"Node: ([^,\n]+)", head)
+        if node is None or node.group(1).strip() in _INFO_LICENCE_NODES or _INFO_INDEX in body:
+            continue  # tag tables, the GFDL (the same text in every manual), indexes
+        body = re.split(r"^\* Menu:", body, maxsplit=1, flags=re.M)[0]  # a menu closes its node
+        body = _INFO_XREF_LABEL.sub(r"\1\2", _INFO_XREF.sub(r"\1", body))
+        body = _CONTROL.sub("", _INFO_UNDERLINE.sub("", body))
+        if sum(1 for line in body.splitlines() if line.strip()) > 1:  # more than its heading
+            nodes.append(body)
+    return nodes
+
+
+def read_info_manuals() -> list[str]:
+    "The nodes of every manual in `INFO_MANUALS`, manual by manual."
+    return [node for _, path in info_files() for node in read_info(path)]
+
+
+def fortune_files() -> list[tuple[str, Path]]:
+    "(Debian package, file) of every fortune cookie file the `fortunes` panel source reads."
+    return [(pkg, _deb_file(f"/usr/share/games/fortunes/{f}", pkg)) for pkg, fs in FORTUNE_FILES.items() for f in fs]
+
+
+def read_fortunes() -> list[str]:
+    "Every fortune (entries end at a line `%`), attribution kept, whitespace and overstrikes cleaned, pictures dropped."
+    out = []
+    for _, path in fortune_files():
+        text = re.sub(r".\x08", "", path.read_text(encoding="utf-8", errors="replace"))  # overstrike: keep the last
+        for entry in re.split(r"^%\n", text, flags=re.M):
+            lines = (" ".join(_MAIL.sub("", line).split()) for line in _CONTROL.sub("", entry).strip("\n").splitlines())
+            entry = "\n".join(lines)
+            chars = "".join(entry.split())
+            if chars and sum(c.isalpha() for c in chars) >= MIN_LETTER_SHARE * len(chars):
+                out.append(entry)
+    return out
+
 # %% ../nbs/02_sources.ipynb #cdcebe35
 def _deb_version(package: str) -> str:
     try:
@@ -223,48 +290,126 @@ HUB_SOURCES: dict[str, HubSource] = {s.name: s for s in [
 
 FILE_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
 
+# %% ../nbs/02_sources.ipynb #adad75d5
+@dataclass(frozen=True)
+class PanelSource:
+    "A held-out evaluation corpus read from installed Debian packages: never a calibration source."
+    name: str
+    domain: str  # its genre
+    description: str
+    licence: str
+    files: Callable[[], list[tuple[str, Path]]]  # (Debian package, file) of every file read, for the provenance
+    read: Callable[[], list[str]]
+
+    def package_versions(self) -> dict[str, str]:
+        return {pkg: _deb_version(pkg) for pkg in dict.fromkeys(pkg for pkg, _ in self.files())}
+
+
+def _dictd_files(name: str, package: str) -> list[tuple[str, Path]]:
+    return [(package, _deb_file(f"/usr/share/dictd/{name}.{ext}", package)) for ext in ("index", "dict.dz")]
+
+
+PANEL_SOURCES: dict[str, PanelSource] = {s.name: s for s in [
+    PanelSource("manuals", "technical manuals", "GNU manuals (coding standards, maintainers, Bash, Autoconf), one info "
+                "node per document", "GFDL-1.3+ (no invariant sections)", info_files, read_info_manuals),
+    PanelSource("fortunes", "quotations and epigrams", "fortune cookie files (literature, people, science, politics, "
+                "computers, ...), one fortune per document", "BSD-3-Clause (fortune-mod's collection)", fortune_files,
+                read_fortunes),
+    PanelSource("devil", "satirical glossary", "Ambrose Bierce, The Devil's Dictionary (1911), one entry per document",
+                "Public domain (copyright expired)", lambda: _dictd_files("devil", "dict-devil"),
+                lambda: read_dictd("devil", "dict-devil")),
+]}
+
 
 def list_sources() -> dict[str, dict]:
-    "Every registered source by name: its kind ('offline' or 'hub'), domain and description."
+    "Every registered source by name: its kind ('offline', 'panel' or 'hub'), domain and description."
     out = {n: dict(kind="offline", domain=s.domain, description=s.description) for n, s in OFFLINE_SOURCES.items()}
+    out |= {n: dict(kind="panel", domain=s.domain, description=s.description) for n, s in PANEL_SOURCES.items()}
     out |= {n: dict(kind="hub", domain="web", description=s.description) for n, s in HUB_SOURCES.items()}
     return out
 
+# %% ../nbs/02_sources.ipynb #77302c69
+HELD_OUT_NGRAM = 13
+_WORD = re.compile(r"\w+")
+
+
+def word_ngrams(text: str, n: int = HELD_OUT_NGRAM) -> Iterable[tuple[str, ...]]:
+    "The word `n`-grams of `text` in order; words are its lowercased `\\w+` runs."
+    words = _WORD.findall(text.lower())
+    return zip(*(words[i:] for i in range(n)))
+
+
+def shares_ngram(texts: Sequence[str], reference: Iterable[str], n: int = HELD_OUT_NGRAM) -> np.ndarray:
+    "For each text, whether it shares a word `n`-gram with any reference text (case and punctuation ignored)."
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    grams = [set(word_ngrams(t, n)) for t in texts]
+    every, found = set().union(*grams), set()
+    for r in reference:  # streamed: only the texts' n-grams are held, never the reference's
+        found |= every.intersection(word_ngrams(r, n))
+    return np.array([not g.isdisjoint(found) for g in grams], dtype=bool)
+
+# %% ../nbs/02_sources.ipynb #0be53d64
+def _registered(name: str) -> OfflineSource | PanelSource:
+    if name in OFFLINE_SOURCES:
+        return OFFLINE_SOURCES[name]
+    if name in PANEL_SOURCES:
+        return PANEL_SOURCES[name]
+    raise ValueError(f"unknown offline or panel source {name!r}; offline sources: {sorted(OFFLINE_SOURCES)}, "
+                     f"panel sources: {sorted(PANEL_SOURCES)}")
+
+
+def _hold_out(docs: list[dict]) -> list[dict]:
+    "A panel's documents: all `eval`, but those sharing a 13-gram with a calibration source's calib split `overlap`."
+    calib = [t for name in OFFLINE_SOURCES for t in load_texts(name, "calib")]
+    overlap = shares_ngram([d["text"] for d in docs], calib)
+    return [d | dict(split="overlap" if o else "eval") for d, o in zip(docs, overlap)]
+
+
+def _panel_provenance(src: PanelSource, docs: list[dict]) -> dict:
+    files = [dict(path=str(p), package=pkg, bytes=p.stat().st_size, sha256=sha256_file(p)) for pkg, p in src.files()]
+    dropped = [d["id"] for d in docs if d["split"] == "overlap"]
+    return dict(kind="panel", origin=dict(kind="debian", packages=src.package_versions()), files=files,
+                eval_fraction=1.0, held_out=dict(ngram=HELD_OUT_NGRAM, calib_splits_of=list(OFFLINE_SOURCES),
+                                                 n_dropped=len(dropped), dropped=dropped))
+
 # %% ../nbs/02_sources.ipynb #d2dd2c6b
 def source_path(name: str) -> Path:
-    "Where the built JSONL of an offline source lives."
+    "Where the built JSONL of an offline or panel source lives."
     return cache_dir("sources") / f"{name}.jsonl"
 
 
 def build_source(name: str, force: bool = False) -> Path:
-    "Build the offline source `name` into the cache (once; `force` rebuilds) and return its JSONL path."
-    if name not in OFFLINE_SOURCES:
-        raise ValueError(f"unknown offline source {name!r}; offline sources: {sorted(OFFLINE_SOURCES)}")
+    "Build the offline or panel source `name` into the cache (once; `force` rebuilds) and return its JSONL path."
+    src = _registered(name)
     path = source_path(name)
     if path.exists() and path.with_suffix(".manifest.json").exists() and not force:
         return path
-    src = OFFLINE_SOURCES[name]
     docs = prepare_documents(src.read(), name)
     if not docs:
-        raise ValueError(f"source {name!r} produced no documents from {src.package}")
-    write_jsonl(path, docs)
+        raise ValueError(f"source {name!r} produced no documents from {getattr(src, 'package', None) or src.files()}")
+    write_jsonl(path, _hold_out(docs) if name in PANEL_SOURCES else docs)
     atomic_write_json(path.with_suffix(".manifest.json"), source_manifest(name))
     return path
 
 
 def source_manifest(name: str, tokenizer=None) -> dict:
-    "Provenance and sizes of a built offline source; token counts under `tokenizer` when one is given."
-    src, path = OFFLINE_SOURCES[name], source_path(name)
+    "Provenance and sizes of a built offline or panel source; token counts under `tokenizer` when one is given."
+    src, path = _registered(name), source_path(name)
     docs = read_jsonl(path)
-    man = dict(name=name, domain=src.domain, description=src.description,
-               origin=dict(package=src.package, kind=src.package_kind, version=src.package_version()),
-               licence=src.licence, eval_fraction=EVAL_FRACTION, sha256=sha256_file(path),
-               n_documents=len(docs))
+    man = dict(name=name, domain=src.domain, description=src.description)
+    if isinstance(src, PanelSource):
+        man |= _panel_provenance(src, docs)
+    else:
+        man |= dict(origin=dict(package=src.package, kind=src.package_kind, version=src.package_version()),
+                    eval_fraction=EVAL_FRACTION)
+    man |= dict(licence=src.licence, sha256=sha256_file(path), n_documents=sum(d["split"] in SPLITS for d in docs))
     for split in SPLITS:
         part = [d["text"] for d in docs if d["split"] == split]
         man[split] = dict(n_documents=len(part), n_chars=sum(map(len, part)), n_words=sum(len(t.split()) for t in part))
         if tokenizer is not None:
-            man[split]["n_tokens"] = sum(len(ids) for ids in tokenizer(part, add_special_tokens=False).input_ids)
+            ids = tokenizer(part, add_special_tokens=False).input_ids if part else []
+            man[split]["n_tokens"] = sum(map(len, ids))
     if tokenizer is not None:
         man["tokenizer"] = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
     return man
@@ -334,7 +479,7 @@ def read_text_file(path: str | os.PathLike, text_field: str = "text") -> list[st
         texts = table.column(text_field).to_pylist()
     else:
         if p.suffix == ".jsonl":
-            rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+            rows = read_jsonl(p)  # the one JSON-lines policy: a torn last line dropped, a broken middle one named
         else:
             rows = json.loads(p.read_text(encoding="utf-8"))
             rows = rows.get(text_field, rows) if isinstance(rows, dict) else rows
@@ -380,9 +525,11 @@ def _is_path(source: str | os.PathLike) -> bool:
 
 
 def check_source(source: str | os.PathLike) -> str:
-    "The kind of `source` ('offline', 'hub', 'synthetic' or 'file'), or a ValueError/FileNotFoundError naming it."
+    "The kind of `source` ('offline', 'panel', 'hub', 'synthetic' or 'file'), or a ValueError/FileNotFoundError."
     if not _is_path(source) and source in OFFLINE_SOURCES:
         return "offline"
+    if not _is_path(source) and source in PANEL_SOURCES:
+        return "panel"
     if not _is_path(source) and source in HUB_SOURCES:
         return "hub"
     if isinstance(source, str) and source.startswith(SYN_PREFIX):
@@ -407,9 +554,12 @@ def load_texts(source: str | os.PathLike, split: str = "calib", limit: int | Non
     if limit is not None and (not isinstance(limit, int) or limit <= 0):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
     kind = check_source(source)
+    if kind == "panel" and split != "eval":
+        raise ValueError(f"panel source {source!r} has no {split!r} split: it is held out for evaluation, its whole "
+                         f"text is the 'eval' split")
     if kind == "hub":
         return load_hub_texts(HUB_SOURCES[source], split, limit or HUB_DEFAULT_LIMIT)
-    if kind == "offline":
+    if kind in ("offline", "panel"):
         texts = [d["text"] for d in read_jsonl(build_source(source)) if d["split"] == split]
     else:
         path = _resolve_synthetic(source) if kind == "synthetic" else source
@@ -467,8 +617,12 @@ def _stream_window(tokens: _Tokens, need: int, rng: np.random.Generator, sep: li
 
 
 def sample_calibration(source_or_texts: str | os.PathLike | Sequence[str], tokenizer, n_samples: int, seqlen: int,
-                       seed: int = 0, mode: str = "auto") -> torch.LongTensor:
-    "`n_samples` random windows of `seqlen` tokens from a source's calib split (or a list of texts)."
+                       seed: int = 0, mode: str = "auto", allow_panel: bool = False) -> torch.LongTensor:
+    "`n_samples` random windows of `seqlen` tokens from a source's calib split (or a list of texts); never the panel's."
+    panel = isinstance(source_or_texts, str) and not _is_path(source_or_texts) and source_or_texts in PANEL_SOURCES
+    if panel and not allow_panel:
+        raise ValueError(f"{source_or_texts!r} is a neutral evaluation panel source, never a calibration source; "
+                         f"calibrate on one of {sorted(OFFLINE_SOURCES)} (allow_panel=True for a deliberate control)")
     _check_positive_int("n_samples", n_samples)
     _check_positive_int("seqlen", seqlen)
     if mode not in ("auto", "document", "stream"):
@@ -477,7 +631,7 @@ def sample_calibration(source_or_texts: str | os.PathLike | Sequence[str], token
     if bos is not None and seqlen < 2:
         raise ValueError(f"seqlen must be at least 2 for a tokenizer that adds BOS, got {seqlen}")
     if isinstance(source_or_texts, (str, os.PathLike)):
-        texts = load_texts(source_or_texts, "calib")
+        texts = load_texts(source_or_texts, "eval" if panel else "calib")
     else:
         texts = [t for t in source_or_texts if isinstance(t, str) and t.strip()]
         if not texts:

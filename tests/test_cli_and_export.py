@@ -72,25 +72,105 @@ def test_reproduce_runs_experiment_notebooks_into_the_output_folder(tmp_path, ca
     (repo / "nbs").mkdir(parents=True)
     (repo / "pyproject.toml").write_text("")
     code = ("import os\nfrom pathlib import Path\nfrom calibsynth.runner import active_profile, output_dir\n"
-            "assert active_profile().name == 'smoke'\n(output_dir('figures') / '10_toy.png').write_bytes(b'png')")
+            "assert active_profile().name == 'smoke'\n(output_dir('figures') / '20_toy.png').write_bytes(b'png')")
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)],
                                             metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}),
-                   repo / "nbs" / "10_toy.ipynb")
+                   repo / "nbs" / "20_toy.ipynb")
     out = tmp_path / "out"
     env_before = dict(os.environ)
     assert main(["reproduce", "--profile", "smoke", "--repo", str(repo), "--out", str(out)]) == 0
     assert dict(os.environ) == env_before  # the profile and output folder go to the kernels only
-    assert (out / "figures" / "10_toy.png").exists() and (out / "nbs" / "10_toy.ipynb").exists()
+    assert (out / "figures" / "20_toy.png").exists() and (out / "nbs" / "20_toy.ipynb").exists()
     assert (out / "results" / "reproduce_smoke.json").exists()
-    executed = nbformat.read(out / "nbs" / "10_toy.ipynb", as_version=4)
+    executed = nbformat.read(out / "nbs" / "20_toy.ipynb", as_version=4)
     assert executed.cells[0].execution_count == 1
-    assert "10_toy.ipynb" in capsys.readouterr().out
+    assert "20_toy.ipynb" in capsys.readouterr().out
     # bad input is named before anything runs; a failing notebook stops the run with its name
     assert main(["reproduce", "--profile", "smoke", "--repo", str(repo), "--only", "11"]) == 2
     assert "'11'" in capsys.readouterr().err
     bad = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("raise RuntimeError('boom')")],
                                    metadata=executed.metadata)
-    nbformat.write(bad, repo / "nbs" / "11_bad.ipynb")
+    nbformat.write(bad, repo / "nbs" / "21_bad.ipynb")
     assert main(["reproduce", "--profile", "smoke", "--repo", str(repo), "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "11_bad.ipynb failed" in err and "boom" in err
+    assert "21_bad.ipynb failed" in err and "boom" in err
+
+
+# --- choices and options generated from the registries and the dataclasses -------------------------------------------
+
+import contextlib
+import io
+
+import pytest
+
+from calibsynth.cli import build_parser
+from calibsynth.prune import ALLOCATIONS, METHODS
+from calibsynth.synth import SynthConfig
+
+
+def _help(*command) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        main([*command, "--help"])
+    return " ".join(out.getvalue().split())  # argparse wraps lines
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_registered_method_and_its_options_are_on_the_command_line(method):
+    parse = build_parser().parse_args
+    assert parse(["prune", "--out", "x", "--method", method]).method == method
+    assert parse(["eval", "--prune", method]).method == method
+    for command in ("prune", "eval"):
+        text = _help(command)
+        assert method in text
+        for option, default in METHODS[method].options.items():  # one flag each, named after the option
+            assert f"{method}: default {default}" in text and option.replace("_", "-") in text
+
+
+@pytest.mark.parametrize("allocation", list(ALLOCATIONS))
+def test_every_registered_allocation_and_its_options_are_on_the_command_line(allocation):
+    assert build_parser().parse_args(["prune", "--out", "x", "--allocation", allocation]).allocation == allocation
+    for option in ALLOCATIONS[allocation].options:
+        assert f"--{option.replace('_', '-')}" in _help("prune")
+
+
+def test_a_method_registered_later_appears_without_editing_the_cli(monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.setitem(METHODS, "toy", replace(METHODS["magnitude"], name="toy", options=dict(toy_strength=0.5)))
+    args = build_parser().parse_args(["prune", "--out", "x", "--method", "toy", "--toy-strength", "0.25"])
+    from calibsynth.cli import pruning_options
+
+    assert (args.method, pruning_options(args)) == ("toy", dict(toy_strength=0.25))
+
+
+def test_synthesis_options_come_from_synth_config():
+    from dataclasses import fields
+
+    synth, prune = _help("synth"), _help("prune")
+    for f in fields(SynthConfig):
+        assert f"--{f.name.replace('_', '-')} " in synth
+        assert (f"--synth-{f.name.replace('_', '-')} " in prune) == (f.name != "strategy")  # 'self' fixes the strategy
+    args = build_parser().parse_args(["synth", "--n-docs", "8", "--temperature", "0.8"])
+    from calibsynth.cli import dataclass_args
+
+    assert SynthConfig(**dataclass_args(SynthConfig, args)) == SynthConfig(n_docs=8, temperature=0.8)
+
+
+def test_eval_and_prune_share_the_sparsity_parser(tmp_path, capsys):
+    from calibsynth.models import tiny_model
+
+    model, tok = tiny_model()
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    parse = build_parser().parse_args
+    for command in (["prune", "--out", "x"], ["eval"]):
+        assert parse(command + ["--sparsity", "2:4"]).sparsity == (0.5, "2:4")
+        assert parse(command + ["--sparsity", "0.6"]).sparsity == (0.6, "unstructured")
+    assert main(["eval", "--model", str(tmp_path / "tiny"), "--prune", "wanda", "--sparsity", "2:4", "--calib", "news",
+                 "--n-samples", "2", "--seqlen", "32", "--tasks", "cs_cloze", "--limit", "1", "--ppl-windows", "1",
+                 "--forward-dtype", "float32"]) == 0
+    assert "PruneReport(wanda, 2:4, target 0.500, achieved 0.5000" in capsys.readouterr().out
+    # an option the method does not have is named before the model loads
+    assert main(["eval", "--model", "no-such-model", "--prune", "magnitude", "--percdamp", "0.1"]) == 2
+    assert "percdamp" in capsys.readouterr().err

@@ -1,10 +1,12 @@
 import json
 import os
 import stat
+import warnings
 
 import pytest
 
-from calibsynth.core import atomic_dir, atomic_path, atomic_write_json, cache_dir, read_jsonl, resolve_device, write_jsonl
+from calibsynth.core import (append_jsonl, atomic_dir, atomic_path, atomic_write_json, cache_dir, read_jsonl, resolve_device,
+                             write_jsonl)
 
 
 def test_atomic_write_keeps_old_content_when_interrupted(tmp_path):
@@ -49,3 +51,47 @@ def test_cache_dir_follows_env(tmp_path, monkeypatch):
 def test_resolve_device_rejects_garbage():
     with pytest.raises(ValueError, match="gpu0"):
         resolve_device("gpu0")
+
+
+def test_torn_last_line_is_dropped_and_repaired(tmp_path):
+    p = tmp_path / "r.jsonl"
+    whole = json.dumps({"run": 1}) + "\n" + json.dumps({"run": 2, "text": "é"}) + "\n"
+    torn = json.dumps({"run": 3, "text": "éé"}).encode()[:-4]  # cut inside the last character's UTF-8 bytes
+    p.write_bytes(whole.encode() + torn)
+    with pytest.warns(UserWarning, match="torn last line"):
+        assert read_jsonl(p) == [{"run": 1}, {"run": 2, "text": "é"}]
+    assert p.read_bytes().endswith(torn)  # reading alone changes nothing
+    with pytest.warns(UserWarning, match="torn last line"):
+        assert len(read_jsonl(p, repair=True)) == 2
+    assert p.read_text(encoding="utf-8") == whole
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing left to warn about
+        assert len(read_jsonl(p)) == 2
+
+
+def test_complete_last_line_without_newline_is_kept(tmp_path):
+    p = tmp_path / "hand.jsonl"
+    p.write_text('{"text": "a"}\n{"text": "b"}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_jsonl(p) == [{"text": "a"}, {"text": "b"}]
+
+
+def test_corrupt_middle_line_raises_naming_the_line(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"a": 1}\n\n{"a": 2\n{"a": 3}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl: line 3 is not valid JSON"):
+        read_jsonl(p, repair=True)
+    assert p.read_text().endswith('{"a": 3}\n')  # repair never cuts a corrupt file
+
+
+def test_append_writes_whole_lines(tmp_path):
+    p = tmp_path / "a.jsonl"
+    for i in range(3):
+        append_jsonl(p, {"i": i, "text": "line\nbreak é"})
+    p.write_bytes(p.read_bytes()[:-1])  # as if a kill fell between a row and its newline
+    append_jsonl(p, {"z": 1, "a": 2}, sort_keys=True)
+    lines = p.read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == "" and lines[-2] == '{"a": 2, "z": 1}' and len(lines) == 5
+    assert [json.loads(line) for line in lines[:-1]] == read_jsonl(p)
+    assert read_jsonl(p)[:3] == [{"i": i, "text": "line\nbreak é"} for i in range(3)]

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from calibsynth.evaluate import perplexity
+from calibsynth.evaluate import mean_sample_perplexity, perplexity
 from calibsynth.models import tiny_model
 from calibsynth.sources import load_texts
 
@@ -37,6 +37,27 @@ def test_bad_arguments(kwargs, match):
         perplexity(model, tok, ["some text here"], **kwargs)
     with pytest.raises(ValueError, match="non-empty"):
         perplexity(model, tok, [])
+
+
+@pytest.mark.parametrize("bad", ["fp16", "bf16", "auto"])
+def test_a_bad_forward_dtype_is_named(bad):
+    model, tok = tiny_model("llama")
+    with pytest.raises(ValueError, match=repr(bad)):
+        perplexity(model, tok, ["some text here"], forward_dtype=bad)
+    with pytest.raises(ValueError, match=repr(bad)):
+        mean_sample_perplexity(model, tok, ["some text here"], forward_dtype=bad)
+
+
+def test_perplexity_in_each_forward_dtype_is_the_float32_one_up_to_rounding():
+    model, tok = tiny_model("llama", seed=1)
+    texts = load_texts("news", "eval", limit=3)
+    seen = []
+    model.model.layers[0].mlp.down_proj.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    full = perplexity(model, tok, texts, seqlen=48, batch_size=3, max_windows=6)
+    for name, dtype in (("bfloat16", torch.bfloat16), ("float16", torch.float16)):
+        seen.clear()
+        low = perplexity(model, tok, texts, seqlen=48, batch_size=3, max_windows=6, forward_dtype=name)
+        assert set(seen) == {dtype} and low != full and low == pytest.approx(full, rel=1e-2)
 
 
 from calibsynth.evaluate import OFFLINE_TASKS, build_task_items, evaluate_tasks, mean_sample_perplexity

@@ -116,3 +116,28 @@ def test_gpu_benchmark_script_runs_on_the_interpreter(tmp_path):
                    env={**__import__("os").environ, "TRITON_INTERPRET": "1"}, timeout=600)
     report = json.loads(out.read_text())
     assert report["kernels"] and all(all(r["bit_identical"].values()) for r in report["kernels"])
+
+
+def test_without_triton_the_torch_backend_still_works():
+    "Triton is optional: without it the module imports, 'auto' is torch and 'triton' is refused by name."
+    import subprocess
+    import sys
+
+    code = """
+import sys
+sys.modules["triton"] = None  # as if triton were not installed
+import torch
+from calibsynth import kernels as K
+assert not K.HAS_TRITON
+x = torch.tensor([[3., 1., 2., 1.]])
+assert K.row_prune_mask(x, 0.5).tolist() == [[True, False, True, False]]
+assert K.nm_mask(x, 1, 2, backend="torch").tolist() == [[True, False, True, False]]
+try:
+    K.row_prune_mask(x, 0.5, backend="triton")
+except ValueError as e:
+    assert "pip install triton" in str(e), e
+else:
+    raise AssertionError("backend='triton' accepted without triton")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr

@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from calibsynth.models import EMBEDDED_MODELS, bos_id, embedded_checkpoint, load_model, resolve_dtype, tiny_model
+from calibsynth.models import (EMBEDDED_MODELS, bos_id, embedded_checkpoint, load_model, padded_batches, resolve_dtype,
+                               tiny_model)
 
 
 def test_unknown_alias_lists_embedded_models():
@@ -47,6 +48,24 @@ def test_local_directory_roundtrip(tmp_path, arch):
 def test_tiny_model_unknown_arch():
     with pytest.raises(ValueError, match="mamba"):
         tiny_model("mamba")
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_padded_batches_score_like_one_at_a_time(arch):
+    "Right padding is invisible to a causal model, also past Gemma's sliding window (16 in the tiny model)."
+    model, tok = tiny_model(arch)
+    texts = ["short", "a text longer than the sliding window of the tiny gemma", "mid-length text here"]
+    encoded = [tok(t).input_ids for t in texts]
+    seen = []
+    with torch.no_grad():
+        for idx, ids, mask in padded_batches(encoded, batch_size=2, pad_id=tok.pad_token_id):
+            assert [len(encoded[i]) for i in idx] == sorted((len(encoded[i]) for i in idx), reverse=True)
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            for row, i in enumerate(idx):
+                alone = model(torch.tensor([encoded[i]])).logits[0]
+                torch.testing.assert_close(logits[row, :len(encoded[i])], alone, rtol=1e-4, atol=1e-4)
+            seen += idx
+    assert sorted(seen) == [0, 1, 2] and seen[0] == 1  # the longest text first
 
 
 @pytest.mark.slow

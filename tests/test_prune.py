@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from calibsynth.models import load_model, tiny_model
-from calibsynth.prune import (InputStats, _walk, block_linears, dsnot, find_blocks, owl_block_sparsities, prune,
-                              prunable_linears, sparsegpt, sparsity_of, wanda)
+from calibsynth.prune import (METHODS, InputStats, _walk, block_linears, dsnot, find_blocks,
+                              needs_calibration, owl_block_sparsities, prune, prunable_linears, register_method,
+                              sparsegpt, sparsity_of, supports_nm, wanda)
 from calibsynth.sources import sample_calibration
 
 
@@ -46,7 +47,11 @@ def output_error(dense, sparse, ids):
         return (dense(ids).logits - sparse(ids).logits).pow(2).mean().item()
 
 
-@pytest.mark.parametrize("method", ["magnitude", "wanda", "dsnot", "owl"])
+ROW_WISE = [m for m in METHODS if m != "sparsegpt"]  # SparseGPT counts per column block (next test)
+NM_CAPABLE = [m for m in METHODS if supports_nm(m)]
+
+
+@pytest.mark.parametrize("method", ROW_WISE)
 def test_exact_sparsity_per_row(llama, calib, method):
     m, rep = pruned(llama[0], calib, method, 0.6)
     for name, lin in prunable_linears(m).items():
@@ -65,7 +70,7 @@ def test_sparsegpt_exact_sparsity_per_column_block(llama, calib):
             assert (block == 0).sum().item() == int(block.numel() * 0.6)
 
 
-@pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt", "dsnot"])
+@pytest.mark.parametrize("method", NM_CAPABLE)
 @pytest.mark.parametrize("n,m", [(2, 4), (4, 8)])
 def test_nm_groups_are_valid(llama, calib, method, n, m):
     model, rep = pruned(llama[0], calib, method, n / m, pattern=f"{n}:{m}")
@@ -179,7 +184,7 @@ def test_sparsegpt_stacked_matches_a_plain_reference_per_linear(nm):
     stats.add(x, with_xtx=True)
     weights = [torch.randn(rows, 96, generator=g) for rows in (96, 32, 32)]
     sparsity = 0.5 if nm else 0.6
-    keep, W = sparsegpt(torch.cat(weights), stats, sparsity, nm, blocksize=32, segments=[96, 32, 32])
+    keep, W = sparsegpt(torch.cat(weights), stats, sparsity, nm, [96, 32, 32], blocksize=32)
     for k, w, ref_w in zip(keep.split([96, 32, 32]), W.split([96, 32, 32]), weights):
         ref_keep, ref_W = reference_sparsegpt(ref_w, stats.hessian, sparsity, nm, blocksize=32)
         assert torch.equal(k, ref_keep)
@@ -219,8 +224,8 @@ def test_dsnot_shrinks_the_expected_reconstruction_error():
     W = torch.randn(16, 64, generator=g)
     st = InputStats()
     st.add(torch.randn(512, 64, generator=g) * torch.rand(64, generator=g) * 3 + torch.randn(64, generator=g), False)
-    keep_w, _ = wanda(W, st, 0.5, None)
-    keep_d, _ = dsnot(W, st, 0.5, None, update_threshold=0.0)
+    keep_w, _ = wanda(W, st, 0.5, None, [16])
+    keep_d, _ = dsnot(W, st, 0.5, None, [16], update_threshold=0.0)
     err = lambda keep: ((W * st.mean) * ~keep).sum(1).abs()
     assert (err(keep_d) <= err(keep_w) + 1e-6).all() and err(keep_d).sum() < err(keep_w).sum()
     assert ((~keep_d).sum(1) == 32).all() and not torch.equal(keep_d, keep_w)
@@ -254,7 +259,7 @@ def test_engine_propagation_matches_the_model(arch):
 def test_gemma3_prunes(calib):
     model, tok = outlier_model("gemma3", layers=2)
     ids = sample_calibration("news", tok, 4, 64, seed=0)
-    for method in ["wanda", "sparsegpt", "dsnot", "owl"]:
+    for method in METHODS:
         m, rep = pruned(model, ids, method, 0.5)
         assert rep.sparsity == pytest.approx(0.5, abs=0.01)
         with torch.no_grad():
@@ -289,7 +294,13 @@ def test_save_and_reload_keeps_the_zeros(tmp_path, llama, calib):
     (dict(pattern="3:5", sparsity=0.6), ValueError, "M=5 does not divide"),
     (dict(pattern="2:4", sparsity=0.6), ValueError, "exactly 0.5"),
     (dict(pattern="dense"), ValueError, "dense"),
-    (dict(method="owl", pattern="2:4", sparsity=0.5), ValueError, "OWL"),
+    (dict(method="owl", pattern="2:4", sparsity=0.5), ValueError, "allocation 'owl'"),
+    (dict(method="sparsegpt", allocation="owl", pattern="2:4", sparsity=0.5), ValueError, "allocation 'owl'"),
+    (dict(method="magnitude", percdmp=0.5, blocksizee=3), ValueError, r"\['blocksizee', 'percdmp'\]"),
+    (dict(method="sparsegpt", percdmp=0.5), ValueError, "percdamp"),  # the message lists the valid options
+    (dict(allocation="fair"), ValueError, "fair"),
+    (dict(method="owl", allocation="uniform"), ValueError, "alias"),
+    (dict(method="magnitude", allocation="owl", calib_ids=None), TypeError, "LongTensor"),
     (dict(calib_ids=torch.empty(0, 8, dtype=torch.long)), ValueError, "non-empty"),
     (dict(calib_ids=torch.rand(2, 8)), TypeError, "integer"),
     (dict(calib_ids=[[1, 2, 3]]), TypeError, "LongTensor"),
@@ -309,3 +320,59 @@ def test_bad_input_is_named_and_the_model_is_untouched(llama, calib, kwargs, err
 def test_model_without_blocks_is_refused():
     with pytest.raises(ValueError, match="ModuleList"):
         find_blocks(nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 4)))
+
+
+def test_owl_is_an_allocation_for_every_scoring_method(llama, calib):
+    "allocation='owl' works with SparseGPT: non-uniform block targets averaging the target, achieved as asked."
+    model, tok = outlier_model("llama", layers=4, seed=3)
+    ids = sample_calibration("bible", tok, 8, 64, seed=0)
+    m, rep = pruned(model, ids, "sparsegpt", 0.6, allocation="owl")
+    assert rep.allocation == "owl" and max(rep.block_target) - min(rep.block_target) > 0.1
+    assert sum(rep.block_target) / 4 == pytest.approx(0.6, abs=1e-12)
+    assert rep.block_sparsity == pytest.approx(rep.block_target, abs=0.01)
+    # the alias 'owl' is Wanda with the OWL allocation: the same masks
+    a, rep_a = pruned(model, ids, "owl", 0.6)
+    b, rep_b = pruned(model, ids, "wanda", 0.6, allocation="owl")
+    assert rep_a.block_target == rep_b.block_target
+    assert all(torch.equal(x.weight, y.weight) for x, y in zip(prunable_linears(a).values(), prunable_linears(b).values()))
+    # magnitude with OWL reads calibration data for the ratios only, and gets the same block targets
+    c, rep_c = pruned(model, ids, "magnitude", 0.6, allocation="owl")
+    assert needs_calibration("magnitude", "owl") and rep_c.block_target == rep_a.block_target
+
+
+def test_options_reach_the_method(llama, calib):
+    a, _ = pruned(llama[0], calib, "sparsegpt", 0.6, blocksize=32)
+    b, _ = pruned(llama[0], calib, "sparsegpt", 0.6, blocksize=32, percdamp=0.5)
+    assert any(not torch.equal(x.weight, y.weight) for x, y in zip(prunable_linears(a).values(), prunable_linears(b).values()))
+    r1, _ = pruned(llama[0], None, "random", 0.5)
+    r2, _ = pruned(llama[0], None, "random", 0.5, seed=1)
+    assert any(not torch.equal(x.weight, y.weight) for x, y in zip(prunable_linears(r1).values(), prunable_linears(r2).values()))
+
+
+def test_a_registered_method_is_usable_at_once(llama, calib):
+    "One function and one registration: the engine runs it with the statistics it declared, options checked."
+    seen = {}
+
+    @register_method("test_inverse_norm", statistics="gram")
+    def inverse_norm(weight, stats, sparsity, nm, segments, *, power: float = 1.0):
+        seen["xtx"] = stats.xtx is not None
+        scores = weight.abs() / stats.norms_sq.sqrt().clamp_min(1e-6).pow(power)
+        from calibsynth.prune import select
+        return select(scores, sparsity, nm), None
+
+    try:
+        m, rep = pruned(llama[0], calib, "test_inverse_norm", 0.5, power=2.0)
+        assert seen["xtx"] and rep.sparsity == pytest.approx(0.5, abs=0.02) and rep.options == {"power": 2.0}
+        with pytest.raises(ValueError, match="powr"):
+            pruned(llama[0], calib, "test_inverse_norm", 0.5, powr=2.0)
+    finally:
+        del METHODS["test_inverse_norm"]
+
+
+def test_bf16_model_prunes_with_float32_forwards(llama, calib):
+    "A model loaded in bf16 (as on a GPU) prunes whatever the forward dtype; the weights stay bf16."
+    model = copy.deepcopy(llama[0]).to(torch.bfloat16)
+    for dtype in ("float32", "bfloat16"):
+        m, rep = pruned(model, calib, "sparsegpt", 0.5, forward_dtype=dtype)
+        assert rep.sparsity == pytest.approx(0.5, abs=0.01)
+        assert all(l.weight.dtype == torch.bfloat16 for l in prunable_linears(m).values())

@@ -1,5 +1,7 @@
+import importlib
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -179,7 +181,9 @@ def test_findings_are_recorded_and_tabled(tmp_path, monkeypatch):
     R.record_finding("11_y", "gap | grows", "0.1 -> 0.3", "yes", R.PROFILES["smoke"])
     R.record_finding("10_x", "matters", "2 of 3", "partly", R.PROFILES["smoke"])
     table = R.findings_markdown(tmp_path / "results").splitlines()
-    assert table[2] == "| 10_x | matters | 2 of 3 | partly |" and table[3] == "| 11_y | gap / grows | 0.1 -> 0.3 | yes |"
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table]
+    assert cells[0] == ["notebook", "claim", "here", "verdict"] and set("".join(cells[1])) == {"-"}
+    assert cells[2:] == [["10_x", "matters", "2 of 3", "partly"], ["11_y", "gap / grows", "0.1 -> 0.3", "yes"]]
 
 
 def test_results_carry_the_setting_label_and_bad_shards_fail_first(tmp_path, monkeypatch):
@@ -189,3 +193,68 @@ def test_results_carry_the_setting_label_and_bad_shards_fail_first(tmp_path, mon
     with pytest.raises(ValueError, match="'3/2'"):
         run_grid(grid, tmp_path / "other.jsonl", shard="3/2", progress=False, reuse=False)
     assert not (tmp_path / "other.jsonl").exists()
+
+
+COMMITTED = sorted((Path(__file__).parent.parent / "results").glob("2*_*.jsonl"))
+
+
+def committed_rows():
+    return [row for path in COMMITTED for row in read_results(path)]
+
+
+def config_of(row, cls=RunConfig):
+    "The RunConfig a results row was made from (JSON turned its tuples into lists)."
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in row["config"].items()})
+
+
+def test_every_committed_run_keeps_its_id():
+    rows = committed_rows()
+    assert len(COMMITTED) >= 6 and len(rows) > 200
+    moved = [(row["run_id"], config_of(row).run_id) for row in rows if config_of(row).run_id != row["run_id"]]
+    assert not moved, moved[:3]
+
+
+# ids of configs left at their defaults, computed by the code before `allocation` and `options` existed
+IDS_BEFORE = {(): "b40293d77697b4f3", (("method", "dense"),): "02ff408fffad2e44",
+              (("method", "owl"), ("source", "code")): "f270fa9cc04b5cb7",
+              (("method", "sparsegpt"), ("pattern", "2:4"), ("seed", 3)): "ae48d0a099690469"}
+
+
+def test_new_fields_enter_the_id_only_when_set():
+    for kw, run_id in IDS_BEFORE.items():
+        assert RunConfig(**dict(kw)).run_id == run_id
+        assert RunConfig(**dict(kw), allocation=None, options=()).run_id == run_id
+    base = RunConfig()
+    assert RunConfig(allocation="uniform").run_id == base.run_id  # wanda's own allocation, named
+    changed = [RunConfig(allocation="owl"), RunConfig(method="sparsegpt", options=(("percdamp", 0.05),)),
+               RunConfig(method="sparsegpt", options=(("percdamp", 0.01),))]
+    ids = [c.run_id for c in changed]
+    assert len(set(ids)) == 3 and base.run_id not in ids and RunConfig(method="sparsegpt").run_id not in ids
+    # a row written by run_grid (config as JSON) gives back the same config and id
+    row = dict(config=json.loads(json.dumps(R.asdict(changed[1]))))
+    assert config_of(row) == changed[1] and config_of(row).run_id == ids[1]
+    with pytest.raises(ValueError, match="'greedy'"):
+        RunConfig(allocation="greedy")
+    with pytest.raises(ValueError, match="percdamp"):
+        RunConfig(method="wanda", options=(("percdamp", 0.05),))
+
+
+def test_growing_registries_move_no_run_id(monkeypatch):
+    import calibsynth.evaluate as E
+    import calibsynth.sources as S
+
+    methods = ("dense", "magnitude", "wanda", "owl", "sparsegpt")
+    defaults = {m: RunConfig(method=m).run_id for m in methods}
+    quick = R.PROFILES["quick"].run(method="wanda", source="code").run_id
+    try:
+        with monkeypatch.context() as m:
+            m.setitem(S.OFFLINE_SOURCES, "zz_fake", S.OFFLINE_SOURCES["news"])
+            m.setattr(E, "OFFLINE_TASKS", E.OFFLINE_TASKS + ("zz_fake_task",))
+            grown = importlib.reload(R)  # the runner as a later session imports it, with larger registries
+            assert "zz_fake" in grown.PROFILES["quick"].sources  # the registry did grow under it
+            assert {m: grown.RunConfig(method=m).run_id for m in methods} == defaults
+            assert grown.PROFILES["quick"].run(method="wanda", source="code").run_id == quick
+            rows = committed_rows()
+            assert all(config_of(row, grown.RunConfig).run_id == row["run_id"] for row in rows)
+    finally:
+        importlib.reload(R)

