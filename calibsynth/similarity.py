@@ -14,19 +14,27 @@ import re
 from typing import Iterable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .scoring import score_sequences, text_token_ids
+from .scoring import score_sequences, score_windows, text_token_ids
+from .stats import paired_bootstrap
+from .synth import windows_without_reuse
 
 # %% auto #0
-__all__ = ['token_scores', 'min_k_mean', 'min_k_prob', 'min_k_plus_plus', 'membership_scores', 'roc_auc', 'train_tiny_lm',
-           'ngram_overlap', 'embed', 'embedding_similarity', 'summarize']
+__all__ = ['token_scores', 'min_k_mean', 'min_k_prob', 'min_k_plus_plus', 'membership_scores', 'similarity_windows',
+           'window_scores', 'roc_auc', 'train_tiny_lm', 'ngram_overlap', 'embed', 'embedding_similarity', 'summarize',
+           'summarize_with_ci', 'score_correlations']
 
 # %% ../nbs/05_similarity.ipynb #8d504343
-def _check(texts, k):
+def _check_k(k):
     if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k <= 1:
         raise ValueError(f"k must be in (0, 1], got {k!r}")
+
+
+def _check(texts, k):
+    _check_k(k)
     if isinstance(texts, str) or not len(texts):
         raise ValueError("texts must be a non-empty list of strings")
 
@@ -66,6 +74,28 @@ def membership_scores(model, tokenizer, texts: Sequence[str], k: float = 0.5, **
     _check(texts, k)
     scores = token_scores(model, tokenizer, texts, **kw)
     return {"min_k": [min_k_mean(s["logp"], k) for s in scores], "min_k_pp": [min_k_mean(s["z"], k) for s in scores]}
+
+# %% ../nbs/05_similarity.ipynb #c1a0e7b4
+def similarity_windows(tokenizer, texts: Sequence[str], n_windows: int = 128, window: int = 128,
+                       seed: int = 0) -> torch.LongTensor:
+    "`n_windows` windows of `window` tokens at seeded random, non-overlapping positions across `texts` [n_windows, window]."
+    return windows_without_reuse(tokenizer, texts, n_windows, window, seed)
+
+
+def window_scores(model, tokenizer, windows: torch.Tensor, k: float = 0.5, forward_dtype: str | None = "float32",
+                  batch_size: int = 8) -> pd.DataFrame:
+    "Per window: `min_k`, `min_k_pp`, mean next-token `entropy` and mean `nll` of its `n_tokens` scored tokens."
+    _check_k(k)
+    if not isinstance(windows, torch.Tensor) or windows.dtype != torch.long or windows.ndim != 2 or windows.shape[1] < 2:
+        raise ValueError(f"windows must be a LongTensor [n, window >= 2], got {getattr(windows, 'shape', type(windows))}")
+    if len(windows) and (windows.min() < 0 or windows.max() >= len(tokenizer)):
+        raise ValueError(f"window ids run from {int(windows.min())} to {int(windows.max())}, outside the tokenizer's "
+                         f"vocabulary of {len(tokenizer)}: windows from another tokenizer?")
+    s = score_windows(model, windows, batch_size, forward_dtype, stats=True)
+    logp, z = s["logp"].numpy(), ((s["logp"] - s["mu"]) / s["sigma"]).numpy()
+    return pd.DataFrame(dict(window=np.arange(len(windows)), n_tokens=windows.shape[1] - 1,
+                             min_k=[min_k_mean(v, k) for v in logp], min_k_pp=[min_k_mean(v, k) for v in z],
+                             entropy=(-s["mu"]).mean(1).numpy(), nll=-logp.mean(1)))
 
 # %% ../nbs/05_similarity.ipynb #4e6a7cf7
 def roc_auc(members: Sequence[float], nonmembers: Sequence[float]) -> float:
@@ -165,3 +195,30 @@ def summarize(df, score: str, by: str = "source"):
     g = df.groupby(by)[score]
     out = g.agg(median="median", q25=lambda s: s.quantile(0.25), q75=lambda s: s.quantile(0.75), n="count")
     return out.sort_values("median", ascending=False)
+
+
+def summarize_with_ci(df: pd.DataFrame, score: str, by: str | Sequence[str] = "source", confidence_level: float = 0.95,
+                      n_resamples: int = 9999, seed: int = 0) -> pd.DataFrame:
+    "Per group: the mean of `score` with its bootstrap (BCa) interval over the group's rows, and their count; highest first."
+    keys = [by] if isinstance(by, str) else list(by)
+    missing = [c for c in [score, *keys] if c not in df.columns]
+    if missing:
+        raise ValueError(f"columns {missing} not in the table (it has {list(df.columns)})")
+    rows = []
+    for name, values in df.groupby(keys)[score]:
+        if len(values) < 2:
+            raise ValueError(f"group {dict(zip(keys, name))} has {len(values)} {score!r} value: an interval needs 2")
+        # one sample's mean: the bootstrap of paired differences, the values themselves being the differences
+        ci = paired_bootstrap(values.to_numpy(float), confidence_level=confidence_level, n_resamples=n_resamples,
+                              rng_seed=seed)
+        rows.append(dict(zip(keys, name)) | dict(mean=ci.estimate, low=ci.low, high=ci.high, n=len(values)))
+    return pd.DataFrame(rows).set_index(keys).sort_values("mean", ascending=False)
+
+
+def score_correlations(df: pd.DataFrame, score: str = "min_k_pp", against: Sequence[str] = ("entropy", "nll"),
+                       by: str = "source") -> pd.DataFrame:
+    "Spearman correlation of `score` with each column of `against`, per group (one row per group)."
+    missing = [c for c in [score, by, *against] if c not in df.columns]
+    if missing:
+        raise ValueError(f"columns {missing} not in the table (it has {list(df.columns)})")
+    return df.groupby(by).apply(lambda g: g[list(against)].corrwith(g[score], method="spearman"), include_groups=False)

@@ -8,13 +8,14 @@ Docs: https://calibsynth.github.io/calibsynth/synth.html.md"""
 # %% ../nbs/04_synth.ipynb #cc1ff94f
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,12 +25,14 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from .core import atomic_write_json, read_jsonl, require_writable_dir, write_jsonl
 from .models import bos_id
 from .scoring import MAX_SCORED_TOKENS, perplexity_from_logprobs, score_sequences, text_token_ids
-from .sources import load_texts, synthetic_path
+from .sources import (SYN_PREFIX, _resolve_synthetic, load_texts, prepare_documents, read_text_file,
+                                synthetic_path)
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'SynthConfig', 'start_token', 'make_prefixes', 'LinearTemperature', 'generate_batch', 'self_generate',
-           'text_perplexities', 'filter_by_perplexity', 'drop_degenerate', 'manifest_path', 'build_synthetic',
-           'finish_synthetic']
+           'text_perplexities', 'filter_by_perplexity', 'drop_degenerate', 'select_kept', 'calibration_pool',
+           'PoolTokens', 'manifest_path', 'build_synthetic', 'finish_synthetic', 'window_starts', 'token_stream',
+           'windows_without_reuse', 'synthetic_pool', 'synthetic_calibration']
 
 # %% ../nbs/04_synth.ipynb #2490a905
 STRATEGIES = ("prefix", "unprompted")
@@ -46,14 +49,20 @@ class SynthConfig:
     repetition_penalty: float = 1.2
     drop_top: float = 0.2  # fraction of texts with the highest perplexity to drop
     max_new_tokens: int = 256  # the paper: up to 2048
-    n_docs: int = 64  # the paper: 5000
+    n_docs: int = 64  # the paper: 5000; with a `target_tokens` budget, the least number generated
     batch_size: int = 32
     min_tokens: int = 16  # generations shorter than this (in tokens, prefix included) are dropped
-    seed: int = 0
+    seed: int = 0  # chooses the prefixes and seeds every batch's sampling
     t_initial: float = 0.5  # unprompted: temperature at the first generated token
     t_final: float = 1.0  # unprompted: temperature from `schedule_tokens` on
     schedule_tokens: int = 32
     backend: str = "hf"  # 'hf' (transformers generate) or 'vllm'
+    target_tokens: int = 0  # 0: `n_docs` generations; > 0: generate until the kept texts hold this many tokens
+
+    # Fields added after sets were committed: each enters `key()`, the settings a manifest records, only when it
+    # differs from its default (which means "as before"), so a set built before it existed still matches its
+    # manifest. A new field joins this list.
+    ADDED_FIELDS = ("target_tokens",)
 
     def __post_init__(self):
         def need(ok, name):
@@ -71,6 +80,16 @@ class SynthConfig:
         need(isinstance(self.min_tokens, int) and self.min_tokens >= 0, "min_tokens")
         need(self.t_initial > 0 and self.t_final > 0, "t_initial")
         need(self.backend in ("hf", "vllm"), "backend")
+        need(isinstance(self.target_tokens, int) and not isinstance(self.target_tokens, bool)
+             and self.target_tokens >= 0, "target_tokens")
+        if self.target_tokens and self.backend != "hf":
+            raise ValueError(f"SynthConfig: target_tokens={self.target_tokens} (a token budget) is implemented for "
+                             f"backend='hf' only, got backend={self.backend!r}")
+
+    def key(self) -> dict:
+        "The settings a set's manifest records: `asdict` without the `ADDED_FIELDS` still at their default."
+        default = {f.name: f.default for f in fields(self)}
+        return {k: v for k, v in asdict(self).items() if k not in self.ADDED_FIELDS or v != default[k]}
 
 # %% ../nbs/04_synth.ipynb #b8b57967
 def start_token(tokenizer) -> int:
@@ -181,14 +200,42 @@ def drop_degenerate(records: list[dict], min_tokens: int) -> list[dict]:
         out.append(r)
     return out
 
+# %% ../nbs/04_synth.ipynb #5e1ec7a1
+def select_kept(rows: Sequence[dict], cfg: SynthConfig) -> list[dict]:
+    "The generations `cfg` keeps: degenerate ones dropped, then the `drop_top` fraction of highest perplexity."
+    clean = drop_degenerate(list(rows), cfg.min_tokens)
+    return [clean[i] for i in filter_by_perplexity([r["text"] for r in clean], [r["ppl"] for r in clean], cfg.drop_top)]
+
+
+def calibration_pool(texts: Sequence[str]) -> list[str]:
+    "All `texts` as calibration documents, read as `calibsynth.sources` reads a file (normalized, >= 20 characters, once each), none held back."
+    return [d["text"] for d in prepare_documents(texts, "syn")]
+
+
+class PoolTokens:
+    "Callable: the number of tokens (no special tokens) of `calibration_pool(texts)`; each distinct text is tokenized once."
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.counts = tokenizer, {}
+
+    def __call__(self, texts: Sequence[str]) -> int:
+        pool = calibration_pool(texts)
+        new = [t for t in pool if t not in self.counts]
+        if new:
+            self.counts |= dict(zip(new, map(len, self.tokenizer(new, add_special_tokens=False).input_ids)))
+        return sum(self.counts[t] for t in pool)
+
 # %% ../nbs/04_synth.ipynb #d7fa704c
 def manifest_path(out_path: Path) -> Path:
     return out_path.with_name(out_path.stem + ".manifest.json")
 
 
-def _read_partial(path: Path) -> list[dict]:
-    "The generations a killed build left; a torn last line (the batch being written) is dropped, so it is redone."
-    return read_jsonl(path) if path.exists() else []
+def _read_partial(path: Path, batch_size: Callable[[int], int]) -> list[dict]:
+    "The whole batches a killed build left, in batch order; a torn last line or a batch cut short is redone."
+    batches = {}
+    for r in read_jsonl(path) if path.exists() else []:
+        batches.setdefault(r["batch"], []).append(r)
+    return [r for b in sorted(batches) if len(batches[b]) == batch_size(b) for r in batches[b]]
 
 
 def build_synthetic(model, tokenizer, source: str, cfg: SynthConfig, out_path: str | os.PathLike,
@@ -199,56 +246,83 @@ def build_synthetic(model, tokenizer, source: str, cfg: SynthConfig, out_path: s
     spec = model_spec or getattr(model, "name_or_path", type(model).__name__)
     if out_path.exists() and not overwrite:
         man = json.loads(manifest_path(out_path).read_text()) if manifest_path(out_path).exists() else {}
-        if man.get("config") == asdict(cfg) and man.get("source") == str(source) and man.get("model") == spec:
+        if man.get("config") == cfg.key() and man.get("source") == str(source) and man.get("model") == spec:
             return out_path  # already built with these settings
         raise FileExistsError(f"{out_path} exists and was built with other settings; pass overwrite=True to replace it")
     docs = load_texts(source, "calib")
     if len(docs) < cfg.n_docs and cfg.strategy == "prefix":
         raise ValueError(f"source {source!r} has {len(docs)} calib documents, fewer than n_docs={cfg.n_docs}")
-    order = np.random.default_rng(cfg.seed).permutation(len(docs))[:cfg.n_docs]
-    prompts = make_prefixes(tokenizer, [docs[i] for i in order] if cfg.strategy == "prefix" else [""] * cfg.n_docs, cfg)
+    order = np.random.default_rng(cfg.seed).permutation(len(docs))
+    budget, bs = cfg.target_tokens > 0, cfg.batch_size
+    size = lambda b: bs if budget else min(bs, cfg.n_docs - b * bs)  # a budget build's batches are all full
+
+    def prompts(b):  # batch b's prompts: the next documents of the permutation (a budget build cycles through it)
+        texts = [docs[order[(b * bs + j) % len(order)]] for j in range(size(b))] if cfg.strategy == "prefix" else [""] * size(b)
+        return make_prefixes(tokenizer, texts, cfg)
+
     if cfg.backend == "vllm":
-        return _build_vllm(spec, tokenizer, prompts, cfg, out_path, source)
-
+        return _build_vllm(spec, tokenizer, [p for b in range(math.ceil(cfg.n_docs / bs)) for p in prompts(b)],
+                           cfg, out_path, source)
     partial = out_path.with_name(out_path.stem + ".partial.jsonl")
-    done = _read_partial(partial)
-    write_jsonl(partial, done)  # rewrite without a torn line
-    batches_done = {r["batch"] for r in done}
-    n_batches = math.ceil(len(prompts) / cfg.batch_size)
-    start, new_tokens = time.perf_counter(), 0
-    bar = tqdm(total=len(prompts), initial=sum(1 for _ in done), disable=not progress, desc="synth", unit="text")
+    rows = _read_partial(partial, size)
+    write_jsonl(partial, rows)  # rewrite without a torn line or a short batch
+    done, first_batches = {r["batch"] for r in rows}, math.ceil(cfg.n_docs / bs)
+    give_up = first_batches + math.ceil(20 * cfg.target_tokens / cfg.max_new_tokens / bs)  # budget builds only
+    pool_tokens = PoolTokens(tokenizer)
+    # what the batches before b keep, filtered as the final set would be (fixed once batch b - 1 is in: cached)
+    kept_tokens = functools.cache(lambda b: pool_tokens([r["text"] for r in select_kept([r for r in rows if r["batch"] < b], cfg)]))
+    start, new_tokens, b = time.perf_counter(), 0, 0
+    bar = tqdm(total=cfg.target_tokens if budget else cfg.n_docs, disable=not progress, desc="synth",
+               unit="tok" if budget else "text")
     with open(partial, "a", encoding="utf-8") as f:
-        for b in range(n_batches):
-            if b in batches_done:
-                continue
-            batch = prompts[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            seqs = generate_batch(model, tokenizer, batch, cfg, b)
-            texts = [tokenizer.decode(s, skip_special_tokens=True) for s in seqs]
-            ppls = text_perplexities(model, tokenizer, texts)
-            for p, s, t, ppl in zip(batch, seqs, texts, ppls):
-                f.write(json.dumps(dict(batch=b, prefix=tokenizer.decode(p, skip_special_tokens=True), text=t,
-                                        ppl=ppl, n_tokens=len(tokenizer(t).input_ids))) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-            new_tokens += sum(len(s) - len(p) for s, p in zip(seqs, batch))
-            bar.update(len(batch))
-            bar.set_postfix(tok_s=f"{new_tokens / (time.perf_counter() - start):.0f}")
+        while b < first_batches or (budget and kept_tokens(b) < cfg.target_tokens):
+            if budget and b >= give_up:
+                raise ValueError(f"{b * bs} generations keep {kept_tokens(b)} tokens, fewer than target_tokens="
+                                 f"{cfg.target_tokens}: the texts end early, are filtered or are under the 20 characters "
+                                 "a document needs; raise max_new_tokens or lower min_tokens / target_tokens")
+            if b not in done:
+                batch = prompts(b)
+                seqs = generate_batch(model, tokenizer, batch, cfg, b)
+                texts = [tokenizer.decode(s, skip_special_tokens=True) for s in seqs]
+                new = [dict(batch=b, prefix=tokenizer.decode(p, skip_special_tokens=True), text=t, ppl=ppl,
+                            n_tokens=len(tokenizer(t).input_ids))
+                       for p, t, ppl in zip(batch, texts, text_perplexities(model, tokenizer, texts))]
+                f.write("".join(json.dumps(r) + "\n" for r in new))  # one write: a kill tears at most this batch
+                f.flush()
+                os.fsync(f.fileno())
+                rows += new
+                new_tokens += sum(len(s) - len(p) for s, p in zip(seqs, batch))
+                bar.set_postfix(tok_s=f"{new_tokens / (time.perf_counter() - start):.0f}")
+            b += 1
+            if budget:
+                bar.n = min(kept_tokens(b), cfg.target_tokens)
+                bar.refresh()
+            else:
+                bar.update(size(b - 1))
     bar.close()
-    rows = sorted(_read_partial(partial), key=lambda r: r["batch"])  # file order = batch order already
-    return finish_synthetic(rows, cfg, out_path, spec, source, time.perf_counter() - start, partial)
+    rows = sorted((r for r in rows if r["batch"] < b), key=lambda r: r["batch"])  # a resumed partial may run past the stop
+    return finish_synthetic(rows, cfg, out_path, spec, source, time.perf_counter() - start, partial, tokenizer)
 
-
-def finish_synthetic(rows, cfg, out_path, spec, source, seconds, partial=None) -> Path:
-    "Drop degenerate and high-perplexity generations (`cfg`), write the kept ones and the manifest."
-    clean = drop_degenerate(rows, cfg.min_tokens)
-    keep = filter_by_perplexity([r["text"] for r in clean], [r["ppl"] for r in clean], cfg.drop_top)
-    kept = [{k: clean[i][k] for k in ("text", "prefix", "ppl", "n_tokens")} for i in keep]
+# %% ../nbs/04_synth.ipynb #f1a15e01
+def finish_synthetic(rows, cfg, out_path, spec, source, seconds, partial=None, tokenizer=None) -> Path:
+    "Drop degenerate and high-perplexity generations (`cfg`), write the manifest and the kept texts."
+    n_clean = len(drop_degenerate(list(rows), cfg.min_tokens))
+    kept = [{k: r[k] for k in ("text", "prefix", "ppl", "n_tokens")} for r in select_kept(rows, cfg)]
     if not kept:
         raise ValueError(f"no generation survived the filters (min_tokens={cfg.min_tokens}); raise max_new_tokens")
+    manifest = dict(model=spec, source=str(source), config=cfg.key(), n_generated=len(rows),
+                    n_degenerate=len(rows) - n_clean, n_kept=len(kept), ppl_threshold=max(r["ppl"] for r in kept),
+                    seconds_last_session=round(seconds, 1))
+    if cfg.target_tokens:
+        if tokenizer is None:
+            raise ValueError("a token budget (target_tokens) is counted with the tokenizer: pass tokenizer=")
+        pool = PoolTokens(tokenizer)([r["text"] for r in kept])
+        if pool < cfg.target_tokens:
+            raise ValueError(f"the kept texts hold {pool} tokens, fewer than target_tokens={cfg.target_tokens}: "
+                             "build the set with build_synthetic, which generates until they do")
+        manifest |= dict(pool_tokens=pool, calibration_pool="every kept text, no eval split (synthetic_pool)")
+    atomic_write_json(manifest_path(out_path), manifest)
     write_jsonl(out_path, kept)
-    atomic_write_json(manifest_path(out_path), dict(
-        model=spec, source=str(source), config=asdict(cfg), n_generated=len(rows), n_degenerate=len(rows) - len(clean),
-        n_kept=len(kept), ppl_threshold=max(r["ppl"] for r in kept), seconds_last_session=round(seconds, 1)))
     if partial is not None:
         partial.unlink(missing_ok=True)
     return out_path
@@ -286,3 +360,58 @@ def _build_vllm(spec, tokenizer, prompts, cfg, out_path, source) -> Path:
     rows = [dict(batch=0, prefix=tokenizer.decode(p, skip_special_tokens=True), text=t, ppl=q,
                  n_tokens=len(tokenizer(t).input_ids)) for p, t, q in zip(prompts, texts, ppls)]
     return finish_synthetic(rows, cfg, out_path, spec, source, time.perf_counter() - start)
+
+# %% ../nbs/04_synth.ipynb #b0d9e7a2
+def window_starts(total: int, n_windows: int, length: int, seed: int = 0) -> np.ndarray:
+    "Sorted starts of `n_windows` non-overlapping windows of `length` in `total` positions, uniform over all placements."
+    for name, value in (("total", total), ("n_windows", n_windows), ("length", length)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    slack = total - n_windows * length
+    if slack < 0:
+        raise ValueError(f"{n_windows} windows of {length} tokens need {n_windows * length} tokens, the texts hold {total}")
+    slots = np.sort(np.random.default_rng(seed).choice(slack + n_windows, n_windows, replace=False))
+    return slots - np.arange(n_windows) + np.arange(n_windows) * length  # slot i - i: the gaps before window i
+
+
+def token_stream(tokenizer, texts: Sequence[str], chunk: int = 1024) -> np.ndarray:
+    "The texts' tokens (no special tokens) in order, a blank line's tokens between two texts, as one int64 array."
+    if isinstance(texts, str) or not len(texts):
+        raise ValueError("texts must be a non-empty list of strings")
+    sep = tokenizer("\n\n", add_special_tokens=False).input_ids
+    parts = []
+    for s in range(0, len(texts), chunk):  # arrays per chunk: a corpus of millions of tokens never lives as lists
+        for ids in tokenizer(list(texts[s:s + chunk]), add_special_tokens=False).input_ids:
+            parts += [np.asarray(sep, dtype=np.int64)] * bool(parts) + [np.asarray(ids, dtype=np.int64)]
+    return np.concatenate(parts)
+
+
+def windows_without_reuse(tokenizer, texts: Sequence[str], n_samples: int, seqlen: int, seed: int = 0) -> torch.LongTensor:
+    "`n_samples` windows of `seqlen` tokens (BOS first where used) at seeded random, non-overlapping places in the texts."
+    if isinstance(seqlen, bool) or not isinstance(seqlen, int) or seqlen < 1 + (bos_id(tokenizer) is not None):
+        raise ValueError(f"seqlen must be an integer of at least {1 + (bos_id(tokenizer) is not None)}, got {seqlen!r}")
+    bos = bos_id(tokenizer)
+    need = seqlen - (bos is not None)
+    stream = token_stream(tokenizer, texts)
+    try:
+        starts = window_starts(len(stream), n_samples, need, seed)
+    except ValueError as e:
+        raise ValueError(f"no draw of {n_samples} x {seqlen} tokens without reuse: {e}") from None
+    ids = torch.from_numpy(np.stack([stream[s:s + need] for s in starts]))
+    if bos is not None:
+        ids = torch.cat([torch.full((n_samples, 1), bos, dtype=torch.long), ids], dim=1)
+    return ids
+
+# %% ../nbs/04_synth.ipynb #b0d9e7a5
+def synthetic_pool(source: str | os.PathLike) -> list[str]:
+    "Every kept text of a synthetic set (its `syn:` name or its file) as calibration documents: nothing held back."
+    path = _resolve_synthetic(source) if isinstance(source, str) and source.startswith(SYN_PREFIX) else Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"synthetic set file {str(path)!r} does not exist")
+    return calibration_pool(read_text_file(path))
+
+
+def synthetic_calibration(source: str | os.PathLike, tokenizer, n_samples: int, seqlen: int,
+                          seed: int = 0) -> torch.LongTensor:
+    "`n_samples` windows of `seqlen` tokens from a synthetic set's whole pool, no token drawn twice."
+    return windows_without_reuse(tokenizer, synthetic_pool(source), n_samples, seqlen, seed)

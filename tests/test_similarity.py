@@ -119,3 +119,76 @@ def test_bad_inputs():
         min_k_plus_plus(model, tok, ["fine text", ""])
     with pytest.raises(ValueError, match="n must be"):
         ngram_overlap(["a b c"], ["a b c"], n=0)
+
+
+# --- Min-K%++ on fixed-length windows (issue 14, item 4) --------------------------------------------------------
+
+import pandas as pd  # noqa: E402
+
+from calibsynth.similarity import score_correlations, similarity_windows, summarize_with_ci, window_scores  # noqa: E402
+
+
+def test_similarity_windows_are_deterministic_counted_and_of_one_length():
+    _, tok = tiny_model("llama")
+    texts = load_texts("news")
+    w = similarity_windows(tok, texts, n_windows=120, window=128, seed=0)
+    assert w.shape == (120, 128) and w.dtype == torch.long
+    assert torch.equal(w, similarity_windows(tok, texts, n_windows=120, window=128, seed=0))
+    assert not torch.equal(w, similarity_windows(tok, texts, n_windows=120, window=128, seed=1))
+    assert (w[:, 0] == tok.bos_token_id).all()
+    body = [tuple(r) for r in w[:, 1:].tolist()]
+    assert len(set(body)) == 120  # no window drawn twice
+    with pytest.raises(ValueError, match="without reuse"):
+        similarity_windows(tok, texts[:2], n_windows=1000, window=128)
+
+
+def test_window_scores_agree_with_the_per_text_scores_and_have_one_length():
+    model, tok = tiny_model("gemma3", seed=4)
+    w = similarity_windows(tok, load_texts("bible", limit=50), n_windows=10, window=48, seed=2)
+    df = window_scores(model, tok, w, k=0.2, batch_size=3)
+    assert len(df) == 10 and df.n_tokens.unique().tolist() == [47]
+    for i in (0, 7):  # the same numbers as the float64 definition, through a different batch
+        m = copy.deepcopy(model).double()
+        with torch.no_grad():
+            logp = F.log_softmax(m(w[i:i + 1]).logits[0, :-1], -1)
+        lp = logp[torch.arange(47), w[i, 1:]]
+        mu = (logp.exp() * logp).sum(-1)
+        z = (lp - mu) / (logp.exp() * (logp - mu[:, None]) ** 2).sum(-1).sqrt()
+        assert df.min_k[i] == pytest.approx(lp.sort().values[:9].mean().item(), abs=1e-4)
+        assert df.min_k_pp[i] == pytest.approx(z.sort().values[:9].mean().item(), abs=1e-4)
+        assert df.entropy[i] == pytest.approx(-mu.mean().item(), abs=1e-4)
+        assert df.nll[i] == pytest.approx(-lp.mean().item(), abs=1e-4)
+    with pytest.raises(ValueError, match="k must be"):
+        window_scores(model, tok, w, k=0)
+    with pytest.raises(ValueError, match="outside the tokenizer's vocabulary"):
+        window_scores(model, tok, w + len(tok))
+    with pytest.raises(ValueError, match="LongTensor"):
+        window_scores(model, tok, w.float())
+
+
+def test_summarize_with_ci_covers_the_true_mean_at_about_95_percent():
+    rng = np.random.default_rng(1)
+    hits, trials = 0, 200
+    for t in range(trials):
+        df = pd.DataFrame(dict(source=["s"] * 128, score=rng.normal(0.3, 1.0, 128)))
+        ci = summarize_with_ci(df, "score", n_resamples=999, seed=t).loc["s"]
+        hits += ci.low <= 0.3 <= ci.high
+    assert 0.89 <= hits / trials <= 0.99
+    two = pd.DataFrame(dict(src=list("aabbb"), x=[1.0, 3.0, 5.0, 5.0, 5.0]))
+    out = summarize_with_ci(two, "x", by="src")
+    assert list(out.index) == ["b", "a"] and out.loc["b"].tolist() == [5.0, 5.0, 5.0, 3]  # constant: a point
+    assert out.loc["a", "mean"] == 2.0
+    with pytest.raises(ValueError, match="columns"):
+        summarize_with_ci(two, "y", by="src")
+    with pytest.raises(ValueError, match="an interval needs 2"):
+        summarize_with_ci(two.iloc[1:], "x", by="src")
+
+
+def test_score_correlations_are_spearman_per_group():
+    df = pd.DataFrame(dict(source=list("aaaabbbb"), s=[1, 2, 3, 4, 1, 2, 3, 4],
+                           entropy=[1, 4, 9, 16, 4, 3, 2, 1], nll=[2, 1, 4, 3, 1, 1, 1, 2]))
+    out = score_correlations(df, "s")
+    assert out.loc["a", "entropy"] == 1.0 and out.loc["b", "entropy"] == -1.0
+    assert out.loc["a", "nll"] == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="columns"):
+        score_correlations(df, "s", ("length",))

@@ -221,3 +221,136 @@ def test_vllm_backend_filters_on_the_tokens_the_transformers_path_scores(tiny, t
     assert len(rows) == 5  # 6 generations, the highest-perplexity one dropped
     ref = text_perplexities(model, tok, [r["text"] for r in rows])
     assert [r["ppl"] for r in rows] == pytest.approx(ref, rel=1e-4)  # prefix included, as the hf path scores
+
+
+# --- a token budget instead of a count (issue 14, item 5) -------------------------------------------------------
+
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import calibsynth.synth as S  # noqa: E402
+from calibsynth.synth import (PoolTokens, calibration_pool, synthetic_calibration, synthetic_pool,  # noqa: E402
+                              window_starts, windows_without_reuse)
+
+BUDGET = dict(n_docs=4, batch_size=4, max_new_tokens=24, min_tokens=4, drop_top=0.2)
+
+
+def spans(ids: torch.Tensor, n: int = 32) -> list[tuple]:
+    "Every n-token span of the windows (BOS left out)."
+    return [tuple(r[i:i + n]) for r in ids[:, 1:].tolist() for i in range(len(r) - n + 1)]
+
+
+def test_key_keeps_the_committed_manifests_and_a_budget_is_validated():
+    committed = sorted(Path(__file__).parent.parent.glob("results/synthetic/*/*.manifest.json"))
+    assert committed
+    for p in committed:  # sets built before target_tokens existed still match their manifests
+        config = json.loads(p.read_text())["config"]
+        assert SynthConfig(**config).key() == config, p
+    assert SynthConfig(target_tokens=512).key()["target_tokens"] == 512
+    for bad in (-1, True, 2.5):
+        with pytest.raises(ValueError, match="target_tokens"):
+            SynthConfig(target_tokens=bad)
+    with pytest.raises(ValueError, match="backend='hf' only"):
+        SynthConfig(target_tokens=512, backend="vllm")
+
+
+def test_budget_build_generates_until_the_filtered_pool_holds_the_budget(tiny, tmp_path):
+    model, tok = tiny
+    cfg = SynthConfig(**BUDGET, target_tokens=4 * 64)
+    path = build_synthetic(model, tok, "news", cfg, tmp_path / "b.jsonl", progress=False)
+    man, rows = json.loads(S.manifest_path(path).read_text()), read_jsonl(path)
+    assert man["n_generated"] > cfg.n_docs and man["n_generated"] % cfg.batch_size == 0  # went on, in whole batches
+    pool = synthetic_pool(path)
+    assert man["pool_tokens"] == PoolTokens(tok)(pool) >= cfg.target_tokens
+    assert pool == calibration_pool([r["text"] for r in rows])
+    # the threshold is the quantile of everything generated, not of each batch (a batch of 4 would drop none)
+    clean = man["n_generated"] - man["n_degenerate"]
+    assert man["n_kept"] == clean - int(clean * cfg.drop_top) < clean
+    # no hidden split: the pool is what `sources` cuts into calib and eval, together
+    assert sorted(pool) == sorted(load_texts(str(path), "calib") + load_texts(str(path), "eval"))
+    assert "no eval split" in man["calibration_pool"]
+    # the same settings reuse the set; another generation seed gives another set
+    assert build_synthetic(model, tok, "news", cfg, path, progress=False) == path
+    other = build_synthetic(model, tok, "news", SynthConfig(**BUDGET, target_tokens=4 * 64, seed=1),
+                            tmp_path / "b1.jsonl", progress=False)
+    assert not set(synthetic_pool(other)) & set(pool)
+
+
+def test_budget_build_resumes_to_the_same_file(tiny, tmp_path, monkeypatch):
+    model, tok = tiny
+    cfg = SynthConfig(**BUDGET, target_tokens=4 * 64)
+    whole = build_synthetic(model, tok, "news", cfg, tmp_path / "whole.jsonl", progress=False)
+    original, calls = S.generate_batch, []
+
+    def dies_on_the_second_batch(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(S, "generate_batch", dies_on_the_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        build_synthetic(model, tok, "news", cfg, tmp_path / "cut.jsonl", progress=False)
+    partial = tmp_path / "cut.partial.jsonl"
+    first = read_jsonl(partial)
+    assert {r["batch"] for r in first} == {0}
+    with open(partial, "a") as f:  # a batch cut short by a kill: redone, not kept
+        f.write(json.dumps(dict(first[0], batch=1)) + "\n" + '{"batch": 1, "tex')
+    monkeypatch.setattr(S, "generate_batch", original)
+    with pytest.warns(UserWarning, match="torn last line"):
+        cut = build_synthetic(model, tok, "news", cfg, tmp_path / "cut.jsonl", progress=False)
+    assert cut.read_text() == whole.read_text() and not partial.exists()
+
+
+def test_budget_that_cannot_be_met_stops_with_the_sizes(tiny, tmp_path):
+    model, tok = tiny
+    cfg = SynthConfig(n_docs=4, batch_size=4, max_new_tokens=12, min_tokens=4, target_tokens=8)  # texts < 20 chars
+    with pytest.raises(ValueError, match="20 generations keep 0 tokens, fewer than target_tokens=8"):
+        build_synthetic(model, tok, "news", cfg, tmp_path / "never.jsonl", progress=False)
+
+
+def test_a_synthetic_calibration_draw_repeats_no_32_token_span(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("CALIBSYNTH_CACHE", str(tmp_path))
+    model, tok = tiny
+    n, seqlen = 4, 64
+    build_synthetic(model, tok, "news", SynthConfig(**BUDGET, target_tokens=n * seqlen),
+                    synthetic_path("tiny", "news", "budget"), progress=False)
+    draws = [synthetic_calibration("syn:tiny:news:budget", tok, n, seqlen, seed=s) for s in range(4)]
+    for d in draws:
+        assert d.shape == (n, seqlen) and len(set(spans(d))) == len(spans(d))
+    assert not torch.equal(draws[0], draws[1])  # the seed moves the windows
+    # the check can fail: windows drawn one by one from the same texts repeat text in most of these draws
+    pool = synthetic_pool("syn:tiny:news:budget")
+    assert sum(len(set(spans(d))) < len(spans(d)) for d in
+               (sample_calibration(pool, tok, n, seqlen, seed=s) for s in range(4))) >= 2
+    with pytest.raises(ValueError, match=r"no draw of 64 x 64 tokens without reuse"):
+        synthetic_calibration("syn:tiny:news:budget", tok, 64, seqlen)
+
+
+def test_windows_without_reuse_are_disjoint_seeded_and_spread():
+    _, tok = tiny_model("llama", seed=0)
+    texts = load_texts("news", limit=40)
+    stream = S.token_stream(tok, texts)
+    w = windows_without_reuse(tok, texts, 50, 33, seed=3)
+    assert w.shape == (50, 33) and (w[:, 0] == tok.bos_token_id).all()
+    assert torch.equal(w, windows_without_reuse(tok, texts, 50, 33, seed=3))
+    assert not torch.equal(w, windows_without_reuse(tok, texts, 50, 33, seed=4))
+    starts = window_starts(len(stream), 50, 32, seed=3)
+    assert (np.diff(starts) >= 32).all() and starts[-1] + 32 <= len(stream)
+    assert all(torch.equal(w[i, 1:], torch.from_numpy(stream[s:s + 32])) for i, s in enumerate(starts))
+    assert starts[0] < len(stream) / 4 and starts[-1] > 3 * len(stream) / 4  # over the whole stream
+    _, nobos = tiny_model("llama", add_bos=False)
+    assert windows_without_reuse(nobos, texts, 5, 32).shape == (5, 32)
+    with pytest.raises(ValueError, match="seqlen"):
+        windows_without_reuse(tok, texts, 5, 1)
+    with pytest.raises(ValueError, match="n_windows must be a positive integer"):
+        windows_without_reuse(tok, texts, 0, 16)
+
+
+def test_window_placements_are_uniform():
+    # 2 windows of 3 in 10 positions: C(4 + 2, 2) = 15 placements, each as likely
+    counts = Counter(tuple(window_starts(10, 2, 3, seed=s)) for s in range(3000))
+    assert len(counts) == 15
+    assert max(counts.values()) < 260 and min(counts.values()) > 140  # 200 expected, sd 14
