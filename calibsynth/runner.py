@@ -17,29 +17,34 @@ import resource
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
+import torch
 from tqdm.auto import tqdm
 
 from .core import append_jsonl, read_jsonl, write_jsonl
-from .evaluate import evaluate_tasks, perplexity
+from .evaluate import NEUTRAL_TASKS, evaluate_panel, evaluate_suite, evaluate_tasks, perplexity, window_capacity
 from .models import load_model
 from .prune import METHODS, check_options, get_allocation, needs_calibration, parse_pattern, prune
-from .sources import OFFLINE_SOURCES, load_texts, sample_calibration
+from .sources import OFFLINE_SOURCES, PANEL_SOURCES, SYN_PREFIX, check_source, load_texts, sample_calibration
+from .synth import synthetic_pool, windows_without_reuse
 
 CODE_VERSION = "1"  # bump when a change moves the numbers of existing runs by more than float reassociation does
 
 # %% auto #0
-__all__ = ['CODE_VERSION', 'DEFAULT_EVAL_SOURCES', 'DEFAULT_TASKS', 'PROFILES', 'VERDICTS', 'canonical_options', 'RunConfig',
-           'read_results', 'append_result', 'load_results', 'parse_shard', 'in_shard', 'merge_results', 'measure',
-           'run_grid', 'Profile', 'active_profile', 'repo_root', 'output_dir', 'synthetic_source', 'cached_table',
-           'text_sample', 'similarity_table', 'record_finding', 'markdown_table', 'findings_markdown']
+__all__ = ['CODE_VERSION', 'DEFAULT_EVAL_SOURCES', 'DEFAULT_TASKS', 'DEFAULT_NEUTRAL_TASKS', 'PROTOCOLS', 'UNIT_PARTS',
+           'NEUTRAL_QUICK', 'PROFILES', 'VERDICTS', 'LEGACY_VERDICTS', 'PRIMARY_FIELDS', 'METRIC_FAMILIES',
+           'canonical_options', 'own_domains', 'Protocol', 'RunConfig', 'read_results', 'append_result', 'load_results',
+           'parse_shard', 'in_shard', 'merge_results', 'unit_table', 'measure', 'run_grid', 'Profile', 'active_profile',
+           'repo_root', 'output_dir', 'synthetic_source', 'cached_table', 'text_sample', 'similarity_table',
+           'record_finding', 'markdown_table', 'findings_markdown', 'metric_disagreements']
 
 # %% ../nbs/10_runner.ipynb #c7cb6b08
 # Literal on purpose, not `tuple(OFFLINE_SOURCES)` / `OFFLINE_TASKS`: these defaults enter every run id, and a
 # source or task added to a registry must not move the id of a committed run.
 DEFAULT_EVAL_SOURCES = ("news", "bible", "dictionary", "foldoc", "pydoc", "code")
 DEFAULT_TASKS = ("cs_analogy", "cs_continuation", "cs_cloze", "cs_definition")
+DEFAULT_NEUTRAL_TASKS = ("neutral_analogy", "neutral_continuation", "neutral_cloze", "neutral_definition")
 
 
 def canonical_options(options) -> tuple:
@@ -54,6 +59,93 @@ def canonical_options(options) -> tuple:
     if bad:
         raise ValueError(f"options {bad} must be numbers, strings, booleans or None (they enter the id): {options!r}")
     return tuple(sorted(tuple(p) for p in pairs))
+
+# %% ../nbs/10_runner.ipynb #c674b2ba
+def _check_legacy(cfg) -> None:
+    "The first instrument takes any evaluation source and task (lm-eval names them)."
+
+
+def _check_neutral(cfg) -> None:
+    "The neutral instrument: panel sources from the panel, calibration domains for the leave-out mean, neutral tasks."
+    if not cfg.panel_sources or len(set(cfg.panel_sources)) != len(cfg.panel_sources) or \
+            [s for s in cfg.panel_sources if s not in PANEL_SOURCES]:
+        raise ValueError(f"panel_sources must be distinct panel sources {sorted(PANEL_SOURCES)}, got {cfg.panel_sources!r}")
+    if bad := [s for s in cfg.eval_sources if s not in OFFLINE_SOURCES]:
+        raise ValueError(f"with protocol='neutral', eval_sources are calibration domains {sorted(OFFLINE_SOURCES)}, "
+                         f"not {bad}")
+    if bad := [t for t in cfg.tasks if t not in NEUTRAL_TASKS]:
+        raise ValueError(f"with protocol='neutral', tasks are neutral tasks {list(NEUTRAL_TASKS)}, not {bad}")
+    if cfg.tasks and not (isinstance(cfg.task_limit, int) and cfg.task_limit > 0):
+        raise ValueError(f"with protocol='neutral', task_limit is the items per task (a positive integer), "
+                         f"got {cfg.task_limit!r}")
+
+
+def _draw_legacy(cfg, tokenizer) -> torch.Tensor:
+    return sample_calibration(cfg.source, tokenizer, cfg.n_samples, cfg.seqlen, seed=cfg.seed)
+
+
+def _draw_neutral(cfg, tokenizer) -> torch.Tensor:
+    "The whole budget without reusing a token: a synthetic set from all its kept texts, a corpus from its calib split."
+    texts = synthetic_pool(cfg.source) if check_source(cfg.source) == "synthetic" else load_texts(cfg.source, "calib")
+    return windows_without_reuse(tokenizer, texts, cfg.n_samples, cfg.seqlen, seed=cfg.seed)
+
+
+def _measure_legacy(model, tokenizer, cfg) -> dict:
+    ppl = {s: perplexity(model, tokenizer, load_texts(s, "eval"), seqlen=cfg.eval_seqlen, max_windows=cfg.eval_windows,
+                         forward_dtype=cfg.forward_dtype) for s in cfg.eval_sources}
+    out = dict(ppl=ppl, mean_log_ppl=sum(math.log(v) for v in ppl.values()) / len(ppl))
+    if cfg.tasks:
+        acc = evaluate_tasks(model, tokenizer, list(cfg.tasks), limit=cfg.task_limit, forward_dtype=cfg.forward_dtype)
+        out |= dict(acc=acc["average"]["acc"], acc_stderr=acc["average"]["acc_stderr"],
+                    tasks={t: acc[t]["acc"] for t in cfg.tasks})
+    return out
+
+
+def own_domains(source: str) -> tuple[str, ...]:
+    "The calibration domains a calibration set's text comes from: the source itself, a synthetic set's prefix source, else none."
+    if source in OFFLINE_SOURCES:
+        return (source,)
+    if source.startswith(SYN_PREFIX):
+        prefix_source = source[len(SYN_PREFIX):].split(":")[1:2]
+        return tuple(s for s in prefix_source if s in OFFLINE_SOURCES)
+    return ()
+
+
+def _per_source(table, value: str = "log_ppl") -> dict[str, list[float]]:
+    return {s: [round(float(v), 5) for v in part[value]] for s, part in table.groupby("source", sort=False)}
+
+
+def _measure_neutral(model, tokenizer, cfg) -> dict:
+    score = lambda sources, windows: evaluate_panel(model, tokenizer, sources, cfg.eval_seqlen, windows, seed=0,
+                                                    forward_dtype=cfg.forward_dtype)
+    # a domain whose held-out text is short (pydoc: 7 windows of 256 tokens) gives all it has, the same every run
+    domain_windows = {s: min(cfg.eval_windows, window_capacity(tokenizer, s, cfg.eval_seqlen)) for s in cfg.eval_sources}
+    panel, domains = score(cfg.panel_sources, cfg.panel_windows), score(cfg.eval_sources, domain_windows)
+    panel_means = panel.groupby("source", sort=False).log_ppl.mean()
+    domain_means = domains.groupby("source", sort=False).log_ppl.mean()
+    kept = [s for s in cfg.eval_sources if s not in own_domains(cfg.source)]
+    out = dict(panel_log_ppl=panel_means.round(6).to_dict(), panel_mean=float(panel_means.mean()),
+               domain_log_ppl=domain_means.round(6).to_dict(),
+               leave_out=float(domain_means[kept].mean()) if kept else None,
+               units=dict(panel=_per_source(panel), domains=_per_source(domains)))
+    if cfg.tasks:
+        suite = evaluate_suite(model, tokenizer, cfg.tasks, cfg.task_limit, seed=0, forward_dtype=cfg.forward_dtype)
+        acc = float(suite.correct.mean())
+        out |= dict(acc=acc, acc_stderr=math.sqrt(acc * (1 - acc) / max(len(suite) - 1, 1)),
+                    tasks=suite.groupby("task", sort=False).correct.mean().to_dict())
+        out["units"]["suite"] = {t: part.correct.astype(int).tolist() for t, part in suite.groupby("task", sort=False)}
+    return out
+
+
+class Protocol(NamedTuple):
+    "How a run is calibrated and measured: check a config, draw its calibration ids, measure the pruned model."
+    check: Callable
+    draw: Callable
+    measure: Callable
+
+
+PROTOCOLS = {"legacy": Protocol(_check_legacy, _draw_legacy, _measure_legacy),
+             "neutral": Protocol(_check_neutral, _draw_neutral, _measure_neutral)}
 
 # %% ../nbs/10_runner.ipynb #1f4bccce
 @dataclass(frozen=True)
@@ -76,16 +168,21 @@ class RunConfig:
     tag: str = ""  # free text that is part of the id (e.g. synthesis settings of a synthetic source)
     allocation: str | None = None  # how the sparsity is spread over the blocks; None: the method's own
     options: tuple = ()  # (name, value) pairs of method and allocation options, given to `prune`
+    protocol: str = "legacy"  # how the run is calibrated and measured: a key of PROTOCOLS
+    panel_sources: tuple = ("manuals", "fortunes", "devil")  # literal, like eval_sources; read by protocol "neutral"
+    panel_windows: int = 64  # random windows per panel source; read by protocol "neutral"
 
     # Fields added after runs were committed: each enters the id only when it differs from its default (which
     # means "as before"), so the runs made before it existed keep their ids. A new field joins this list.
-    ADDED_FIELDS = ("allocation", "options")
+    ADDED_FIELDS = ("allocation", "options", "protocol", "panel_sources", "panel_windows")
 
     def __post_init__(self):
         if self.method != "dense" and self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; methods: {['dense'] + sorted(METHODS)}")
         nm = parse_pattern(self.pattern)
-        for name in ("n_samples", "seqlen", "eval_seqlen", "eval_windows"):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; protocols: {list(PROTOCOLS)}")
+        for name in ("n_samples", "seqlen", "eval_seqlen", "eval_windows", "panel_windows"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"RunConfig.{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.sparsity < 1:
@@ -93,6 +190,9 @@ class RunConfig:
         # one config per distinct run: fields a run ignores get fixed values, so equal runs share an id
         canon = lambda **kw: [object.__setattr__(self, k, v) for k, v in kw.items()]
         canon(options=canonical_options(self.options))
+        if self.protocol == "legacy":  # the first instrument reads neither panel field
+            canon(panel_sources=RunConfig.panel_sources, panel_windows=RunConfig.panel_windows)
+        PROTOCOLS[self.protocol].check(self)  # a ValueError naming a source or task the protocol cannot take
         if nm:
             canon(sparsity=nm[0] / nm[1])
         if self.method == "dense":
@@ -173,18 +273,38 @@ def merge_results(paths: Sequence[str | os.PathLike], out: str | os.PathLike) ->
     write_jsonl(out, list(seen.values()))
     return len(seen)
 
-# %% ../nbs/10_runner.ipynb #c674b2ba
-def measure(model, tokenizer, cfg: RunConfig, eval_texts: dict[str, list[str]]) -> dict:
-    ppl = {s: perplexity(model, tokenizer, eval_texts[s], seqlen=cfg.eval_seqlen, max_windows=cfg.eval_windows,
-                         forward_dtype=cfg.forward_dtype) for s in cfg.eval_sources}
-    out = dict(ppl=ppl, mean_log_ppl=sum(math.log(v) for v in ppl.values()) / len(ppl))
-    if cfg.tasks:
-        acc = evaluate_tasks(model, tokenizer, list(cfg.tasks), limit=cfg.task_limit, forward_dtype=cfg.forward_dtype)
-        out |= dict(acc=acc["average"]["acc"], acc_stderr=acc["average"]["acc_stderr"],
-                    tasks={t: acc[t]["acc"] for t in cfg.tasks})
-    return out
+# %% ../nbs/10_runner.ipynb #8fca34ea
+UNIT_PARTS = {"panel": ("eval_source", "window", "log_ppl"), "domains": ("eval_source", "window", "log_ppl"),
+              "suite": ("task", "item", "correct")}
+
+
+def unit_table(results: str | os.PathLike | Iterable[dict], part: str = "panel") -> "pandas.DataFrame":
+    "Long table of `part`'s per-unit scores ('panel', 'domains' or 'suite') of the runs of protocol 'neutral'."
+    import pandas as pd
+
+    if part not in UNIT_PARTS:
+        raise ValueError(f"part must be one of {list(UNIT_PARTS)}, got {part!r}")
+    rows = read_results(results) if isinstance(results, (str, os.PathLike)) else list(results)
+    group, index, value = UNIT_PARTS[part]
+    frames = []
+    for row in rows:
+        units = row["metrics"].get("units", {})
+        if part in units:
+            config = {k: v for k, v in row["config"].items() if not isinstance(v, (list, tuple))}
+            for name, values in units[part].items():
+                frames.append(pd.DataFrame({group: name, index: range(len(values)), value: values})
+                              .assign(run_id=row["run_id"], **config))
+    if not frames:
+        raise ValueError(f"no run of {results if isinstance(results, (str, os.PathLike)) else 'the rows'} kept "
+                         f"{part!r} units: runs of protocol 'neutral' keep them")
+    return pd.concat(frames, ignore_index=True)
 
 # %% ../nbs/10_runner.ipynb #fadb9723
+def measure(model, tokenizer, cfg: RunConfig) -> dict:
+    "The metrics of a (pruned) model under `cfg`'s protocol."
+    return PROTOCOLS[cfg.protocol].measure(model, tokenizer, cfg)
+
+
 def run_grid(configs: Iterable[RunConfig], results_path: str | os.PathLike, shard: str | None = None,
              progress: bool = True, reuse: bool = True) -> "pandas.DataFrame":
     """Run every config not yet in `results_path` (this shard's share), appending one JSON line per run;
@@ -209,7 +329,7 @@ def run_grid(configs: Iterable[RunConfig], results_path: str | os.PathLike, shar
     todo.sort(key=lambda c: (c.model, c.source, c.seed))  # group shared work
     bar = tqdm(total=len(todo), disable=not progress, desc=f"runs ({len(configs) - len(todo)} done before)")
     model = tok = dense_state = None
-    calib_cache, eval_cache = {}, {}
+    calib_cache = {}
     for cfg in todo:
         if model is None or model.name_or_path != cfg.model:
             model, tok = load_model(cfg.model)
@@ -222,16 +342,14 @@ def run_grid(configs: Iterable[RunConfig], results_path: str | os.PathLike, shar
         if cfg.method != "dense":
             calib = None
             if needs_calibration(cfg.method, cfg.allocation):
-                key = (cfg.source, cfg.n_samples, cfg.seqlen, cfg.seed)
+                key = (cfg.protocol, cfg.source, cfg.n_samples, cfg.seqlen, cfg.seed)
                 if key not in calib_cache:
-                    calib_cache[key] = sample_calibration(cfg.source, tok, cfg.n_samples, cfg.seqlen, seed=cfg.seed)
+                    calib_cache[key] = PROTOCOLS[cfg.protocol].draw(cfg, tok)
                 calib = calib_cache[key]
             report = prune(model, calib, cfg.method, cfg.sparsity, cfg.pattern, allocation=cfg.allocation,
                            forward_dtype=cfg.forward_dtype, progress=False, **dict(cfg.options))
         prune_s = time.perf_counter() - start
-        for s in cfg.eval_sources:
-            eval_cache.setdefault(s, load_texts(s, "eval"))
-        metrics = measure(model, tok, cfg, eval_cache)
+        metrics = measure(model, tok, cfg)
         if report is not None:
             metrics |= dict(sparsity=report.sparsity, prune_seconds=prune_s)
         append_result(results_path, dict(run_id=cfg.run_id, config=asdict(cfg), metrics=metrics,
@@ -243,6 +361,8 @@ def run_grid(configs: Iterable[RunConfig], results_path: str | os.PathLike, shar
     return df[df.run_id.isin({c.run_id for c in configs})].reset_index(drop=True) if len(df) else df
 
 # %% ../nbs/10_runner.ipynb #8c2b5b8a
+from dataclasses import replace
+
 from .evaluate import HUB_TASKS
 from .sources import HUB_SOURCES, synthetic_name, synthetic_path
 from .synth import SynthConfig, build_synthetic
@@ -278,16 +398,34 @@ class Profile:
     main_seeds: tuple = (0,)  # seeds of the main table (its grid is the largest)
     similarity_docs: int = 24
     similarity_chars: int = 1500
+    protocol: str = "legacy"  # how runs are calibrated and measured (PROTOCOLS)
+    panel_windows: int = 64
+    neutral_sizes: tuple = ()  # (field, value) pairs `neutral()` sets: the sizes of the neutral protocol
 
     def run(self, **kw) -> RunConfig:
         "A RunConfig with this profile's sizes; `kw` sets the rest (method, source, sparsity, ...)."
         base = dict(model=self.model, n_samples=self.n_samples, seqlen=self.seqlen, forward_dtype=self.forward_dtype,
                     eval_sources=self.eval_sources, eval_seqlen=self.eval_seqlen, eval_windows=self.eval_windows,
-                    tasks=self.tasks, task_limit=self.task_limit)
+                    tasks=self.tasks, task_limit=self.task_limit, protocol=self.protocol,
+                    panel_windows=self.panel_windows)
         return RunConfig(**(base | kw))
+
+    def neutral(self) -> Profile:
+        "This profile with the neutral protocol and its sizes (the notebooks moved to the new instrument ask for it)."
+        if not self.neutral_sizes:
+            raise ValueError(f"profile {self.name!r} has no neutral_sizes")
+        return replace(self, protocol="neutral", **dict(self.neutral_sizes))
 
     def synth_config(self, **kw) -> SynthConfig:
         return SynthConfig(**(dict(self.synth) | kw))
+
+
+# The neutral protocol's quick sizes (issue 14): 32 x 256 = 8,192 calibration tokens, over five times the widest
+# layer input of the embedded models (Gemma 3's MLP, 2,048); 64 windows per panel source ("How many windows",
+# 08_evaluate); 16 per calibration domain for the leave-out mean; the neutral suite at 60 items per task; six seeds,
+# the fewest at which the sign-flip test can reach p < 0.05 (09_stats).
+NEUTRAL_QUICK = (("n_samples", 32), ("seqlen", 256), ("eval_seqlen", 256), ("eval_windows", 16), ("panel_windows", 64),
+                 ("tasks", DEFAULT_NEUTRAL_TASKS), ("task_limit", 60), ("seeds", tuple(range(6))))
 
 
 PROFILES = {
@@ -298,16 +436,20 @@ PROFILES = {
                      task_limit=4, sparsities=(0.5, 0.6), nm_patterns=("2:4",), amounts=(1, 2),
                      amount_sources=("news",), synth=(("n_docs", 8), ("max_new_tokens", 32), ("min_tokens", 4)),
                      prefix_lengths=(0, 2), filter_ratios=(0.0, 0.2), temperatures=(0.6,), synth_sizes=(8,),
-                     similarity_docs=3, similarity_chars=200),
+                     similarity_docs=3, similarity_chars=200,
+                     neutral_sizes=(("eval_seqlen", 64), ("eval_windows", 2), ("panel_windows", 2),
+                                    ("tasks", ("neutral_cloze",)), ("task_limit", 12))),
     "quick": Profile("quick", models=("smollm2-135m", "gemma3-270m"), model="smollm2-135m",
-                     sources=tuple(OFFLINE_SOURCES)),
+                     sources=tuple(OFFLINE_SOURCES), neutral_sizes=NEUTRAL_QUICK),
     "paper": Profile("paper", models=("apple/DCLM-7B", "meta-llama/Meta-Llama-3-8B"), model="apple/DCLM-7B",
                      sources=tuple(HUB_SOURCES), n_samples=128, seqlen=2048, seeds=tuple(range(20)),
                      main_seeds=tuple(range(5)), eval_sources=("wikipedia", "c4"), eval_seqlen=2048, eval_windows=64, tasks=tuple(HUB_TASKS),
                      task_limit=None, sparsities=(0.3, 0.4, 0.5, 0.6, 0.7), amounts=(64, 128, 256, 512, 1024, 2048),
                      amount_sources=tuple(HUB_SOURCES), synth=(("n_docs", 5000), ("max_new_tokens", 2048)),
                      synth_sizes=(1000, 2500, 5000), synth_source="wikipedia", similarity_docs=512,
-                     similarity_chars=8000),
+                     similarity_chars=8000,
+                     neutral_sizes=(("eval_sources", DEFAULT_EVAL_SOURCES), ("eval_seqlen", 256), ("eval_windows", 64),
+                                    ("tasks", DEFAULT_NEUTRAL_TASKS), ("task_limit", 120))),
 }
 
 
@@ -350,7 +492,8 @@ def synthetic_source(model_spec: str, source: str, cfg: SynthConfig, loaded=None
                      keep: bool = True) -> str:
     """The source name of the synthetic set of (`model_spec`, `source`, `cfg`), built first if missing.
     Sets that differ only in the filter ratio share one generation: the unfiltered set is built once and
-    each filtered set is derived from it, which gives the same texts as building it directly. Every set
+    each filtered set is derived from it, which gives the same texts as building it directly; a set with a
+    token budget (`target_tokens`) is always built directly, since how much it generates depends on the filter. Every set
     an experiment uses is also kept with its results (`results/synthetic/`), so that a clone reads the
     committed texts instead of generating them again, and a reader can see what the model wrote; `keep=False`
     (a user pruning their own model) leaves the results folder alone."""
@@ -371,7 +514,7 @@ def synthetic_source(model_spec: str, source: str, cfg: SynthConfig, loaded=None
     if keep and not path.exists() and kept.exists():
         copy_set(kept, path)
     if not path.exists():
-        if cfg.drop_top > 0:
+        if cfg.drop_top > 0 and not cfg.target_tokens:  # a budget set is built to its budget after filtering
             unfiltered = replace(cfg, drop_top=0.0)
             synthetic_source(model_spec, source, unfiltered, loaded, progress, keep)
             rows = read_jsonl(synthetic_path(model_spec, source, tag(unfiltered)))
@@ -420,17 +563,32 @@ def similarity_table(model_spec: str, sources: Sequence[str], n_docs: int, max_c
     return cached_table(Path(out_dir) / "similarity.jsonl", key, compute)
 
 # %% ../nbs/10_runner.ipynb #aa875d3d
-VERDICTS = ("yes", "partly", "no")
+from .stats import LABELS, Verdict
+
+VERDICTS = LABELS
+LEGACY_VERDICTS = ("yes", "partly", "no")  # the first instrument's rules, until every notebook decides through stats
+PRIMARY_FIELDS = ("estimate", "ci_low", "ci_high", "p_value", "n_seeds", "metric")
 
 
-def record_finding(notebook: str, claim: str, here: str, verdict: str, profile: Profile | None = None) -> dict:
-    "Write one notebook's verdict on a claim of the paper to `results/findings/<notebook>.json`."
+def record_finding(notebook: str, claim: str, here: str, verdict: str | Verdict, profile: Profile | None = None,
+                   evidence: Sequence[Verdict] = ()) -> dict:
+    """Write one verdict on a claim of the paper to `results/findings/<notebook>.json`: its label (a `Verdict`
+    gives its own) and the `evidence` it rests on, primary first (a `Verdict` passed as `verdict` is the evidence)."""
     from calibsynth.core import atomic_write_json
 
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    evidence = list(evidence) or ([verdict] if isinstance(verdict, Verdict) else [])
+    label = verdict.label if isinstance(verdict, Verdict) else verdict
+    if label in LEGACY_VERDICTS and evidence:
+        raise ValueError(f"a finding with evidence takes its label from {VERDICTS}, not {label!r}")
+    if label not in VERDICTS + LEGACY_VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS} or a Verdict, got {label!r}")
+    if label in VERDICTS and (not evidence or not all(isinstance(v, Verdict) for v in evidence)):
+        raise ValueError(f"finding {notebook!r} needs the Verdicts it rests on (evidence=[...]), got {evidence!r}")
     profile = profile or active_profile()
-    row = dict(notebook=notebook, claim=claim, here=here, verdict=verdict, profile=profile.name)
+    row = dict(notebook=notebook, claim=claim, here=here, verdict=label, profile=profile.name)
+    if evidence:
+        primary = evidence[0].to_dict()
+        row |= {k: primary[k] for k in PRIMARY_FIELDS} | dict(evidence=[v.to_dict() for v in evidence])
     folder = output_dir("results", profile) / "findings"
     folder.mkdir(exist_ok=True)
     atomic_write_json(folder / f"{notebook}.json", row)
@@ -443,12 +601,45 @@ def markdown_table(df) -> str:
     return text.to_markdown(index=False, tablefmt="github", disable_numparse=True)
 
 
+def _primary_cell(row: dict) -> str:
+    "The primary comparison of a finding in one cell: estimate [95% interval], p, seeds, metric."
+    if row["verdict"] in LEGACY_VERDICTS:
+        return "none (first instrument)"
+    return f"{Verdict.from_dict(row['evidence'][0])} ({row['metric']})"
+
+
 def findings_markdown(results_dir: str | os.PathLike) -> str:
-    "The recorded findings of every experiment notebook as one markdown table."
+    "The recorded findings of every experiment notebook as one markdown table, the primary comparison beside each verdict."
     import pandas as pd
 
     files = sorted((Path(results_dir) / "findings").glob("*.json"))
     if not files:
         return "_No findings recorded yet: run `calibsynth reproduce`._"
-    df = pd.DataFrame([json.loads(f.read_text()) for f in files])
-    return markdown_table(df[["notebook", "claim", "here", "verdict"]])
+    rows = [json.loads(f.read_text()) for f in files]
+    if bad := [f.name for f, r in zip(files, rows) if r.get("verdict") not in VERDICTS + LEGACY_VERDICTS]:
+        raise ValueError(f"findings {bad} carry no known verdict ({VERDICTS}, or the legacy {LEGACY_VERDICTS})")
+    df = pd.DataFrame(dict(notebook=[r["notebook"] for r in rows], claim=[r["claim"] for r in rows],
+                           verdict=[r["verdict"] if r["verdict"] in VERDICTS else f"{r['verdict']} (first instrument)"
+                                    for r in rows],
+                           primary=[_primary_cell(r) for r in rows], here=[r["here"] for r in rows]))
+    return markdown_table(df.rename(columns={"primary": "primary comparison: estimate [95% CI], p"}))
+
+# %% ../nbs/10_runner.ipynb #6fffaa2a
+METRIC_FAMILIES = {"panel": "panel", "leave-out": "leave"}  # family: what its evidence's metric names contain
+
+
+def metric_disagreements(results_dir: str | os.PathLike) -> "pandas.DataFrame":
+    "The findings whose panel and leave-out evidence, each taken as a conjunction, carry different labels."
+    import pandas as pd
+    from calibsynth.stats import all_hold
+
+    rows = []
+    for f in sorted((Path(results_dir) / "findings").glob("*.json")):
+        finding = json.loads(f.read_text())
+        labels = {}
+        for family, key in METRIC_FAMILIES.items():
+            mine = [e["label"] for e in finding.get("evidence", []) if key in e["metric"].replace("_", "-")]
+            labels[family] = all_hold(mine) if mine else None
+        if None not in labels.values() and len(set(labels.values())) > 1:
+            rows.append(dict(notebook=finding["notebook"], verdict=finding["verdict"], **labels))
+    return pd.DataFrame(rows, columns=["notebook", "verdict", *METRIC_FAMILIES])

@@ -19,7 +19,8 @@ from scipy import stats
 # %% auto #0
 __all__ = ['METHODS', 'ALTERNATIVES', 'LABELS', 'EXPECTATIONS', 'TESTS', 'RESAMPLING', 'paired_differences',
            'simulate_comparison', 'Interval', 'paired_bootstrap', 'crossed_bootstrap', 'paired_permutation',
-           'min_p_value', 'decide', 'Verdict', 'verdict', 'compare', 'correlation_verdict', 'spread_verdict']
+           'min_p_value', 'decide', 'Verdict', 'verdict', 'compare', 'correlation_verdict', 'spread_verdict',
+           'all_hold']
 
 # %% ../nbs/09_stats.ipynb #62eb31d7
 def _names(columns, what: str) -> list[str]:
@@ -253,8 +254,8 @@ class Verdict:
         head = "" if self.statistic == "mean difference" else f"{self.statistic} "
         count = f"{self.n_units} points" if self.statistic == "Spearman rho" else ""
         seeds = f"{self.n_seeds} seeds" if self.n_seeds else ""
-        return (f"{self.label}: {head}{self.estimate:.{dec}f} [{self.ci_low:.{dec}f}, {self.ci_high:.{dec}f}], "
-                f"p={self.p_value:.2g}, " + ", ".join(filter(None, (count, seeds))))
+        return ", ".join(filter(None, (f"{self.label}: {head}{self.estimate:.{dec}f} [{self.ci_low:.{dec}f}, "
+                                       f"{self.ci_high:.{dec}f}]", f"p={self.p_value:.2g}", count, seeds)))
 
 # %% ../nbs/09_stats.ipynb #cfe311cf
 TESTS = ("permutation", "t")
@@ -362,3 +363,15 @@ def spread_verdict(a, b, expect: str, alpha: float = 0.05, *, metric: str = "", 
                    min(len(a), len(b)), len(a) + len(b), metric,
                    "Brown-Forsythe permutation; F interval (normal theory)", expect, alpha, 1.0, "SD ratio",
                    min_p_value(math.comb(len(a) + len(b), len(a)), "two-sided", n_resamples))
+
+# %% ../nbs/09_stats.ipynb #667be955
+def all_hold(parts: Sequence[Verdict | str]) -> str:
+    "The label of a claim that needs every part: `reproduced` if all are, `contradicted` if any is, else `inconclusive`."
+    labels = [p.label if isinstance(p, Verdict) else p for p in parts]
+    if not labels:
+        raise ValueError("a claim needs at least one comparison")
+    if bad := [l for l in labels if l not in LABELS]:
+        raise ValueError(f"labels must be among {LABELS}, got {bad[0]!r}")
+    if "contradicted" in labels:
+        return "contradicted"
+    return "reproduced" if set(labels) == {"reproduced"} else "inconclusive"

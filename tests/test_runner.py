@@ -178,12 +178,23 @@ def test_findings_are_recorded_and_tabled(tmp_path, monkeypatch):
     assert "No findings" in R.findings_markdown(tmp_path / "results")
     with pytest.raises(ValueError, match="'maybe'"):
         R.record_finding("10_x", "claim", "here", "maybe")
-    R.record_finding("11_y", "gap | grows", "0.1 -> 0.3", "yes", R.PROFILES["smoke"])
-    R.record_finding("10_x", "matters", "2 of 3", "partly", R.PROFILES["smoke"])
+    from calibsynth.stats import all_hold, compare, simulate_comparison
+
+    noise = compare(simulate_comparison(effect=0.0, n_seeds=6, n_windows=40, rng_seed=3), "A", "B", "less")
+    clear = compare(simulate_comparison(effect=-0.1, n_seeds=6, n_windows=40), "A", "B", "less")
+    R.record_finding("11_y", "gap | grows", "0.1 -> 0.3", all_hold([clear, noise]), R.PROFILES["smoke"], [clear, noise])
+    R.record_finding("10_x", "matters", "2 of 3", "partly", R.PROFILES["smoke"])  # the first instrument's label
+    saved = json.loads((tmp_path / "results" / "findings" / "11_y.json").read_text())
+    assert (saved["verdict"], saved["n_seeds"], saved["metric"]) == ("inconclusive", 6, "log_ppl")
+    assert (saved["ci_low"], saved["ci_high"], saved["p_value"]) == (clear.ci_low, clear.ci_high, clear.p_value)
+    assert [e["label"] for e in saved["evidence"]] == [clear.label, noise.label] == ["reproduced", "inconclusive"]
     table = R.findings_markdown(tmp_path / "results").splitlines()
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in table]
-    assert cells[0] == ["notebook", "claim", "here", "verdict"] and set("".join(cells[1])) == {"-"}
-    assert cells[2:] == [["10_x", "matters", "2 of 3", "partly"], ["11_y", "gap / grows", "0.1 -> 0.3", "yes"]]
+    assert cells[0] == ["notebook", "claim", "verdict", "primary comparison: estimate [95% CI], p", "here"]
+    assert set("".join(cells[1])) == {"-"}
+    assert cells[2] == ["10_x", "matters", "partly (first instrument)", "none (first instrument)", "2 of 3"]
+    assert cells[3][:3] == ["11_y", "gap / grows", "inconclusive"] and cells[3][4] == "0.1 -> 0.3"
+    assert cells[3][3] == f"{clear} (log_ppl)"
 
 
 def test_results_carry_the_setting_label_and_bad_shards_fail_first(tmp_path, monkeypatch):
@@ -258,3 +269,29 @@ def test_growing_registries_move_no_run_id(monkeypatch):
             assert all(config_of(row, grown.RunConfig).run_id == row["run_id"] for row in rows)
     finally:
         importlib.reload(R)
+
+
+def test_panel_evaluation_keeps_paired_units_and_leaves_out_the_own_domain(tmp_path, monkeypatch):
+    tiny_grid(monkeypatch)  # the tiny model behind load_model
+    common = dict(model="tiny", n_samples=4, seqlen=32, eval_sources=("news", "bible"), eval_seqlen=32, eval_windows=3,
+                  panel_windows=4, forward_dtype="float32", protocol="neutral", tasks=("neutral_cloze",), task_limit=12)
+    configs = [RunConfig(method="wanda", source=s, seed=seed, **common) for s in ("news", "bible") for seed in (0, 1)]
+    run_grid(configs, tmp_path / "r.jsonl", progress=False)
+    rows = read_results(tmp_path / "r.jsonl")
+    assert len(rows) == 4
+    for row in rows:
+        m = row["metrics"]
+        assert {s: len(v) for s, v in m["units"]["panel"].items()} == {"manuals": 4, "fortunes": 4, "devil": 4}
+        assert {s: len(v) for s, v in m["units"]["domains"].items()} == {"news": 3, "bible": 3}
+        assert len(m["units"]["suite"]["neutral_cloze"]) == 12 and set(m["units"]["suite"]["neutral_cloze"]) <= {0, 1}
+        means = {s: sum(v) / len(v) for s, v in m["units"]["panel"].items()}
+        assert m["panel_mean"] == pytest.approx(sum(means.values()) / 3, abs=1e-4)
+        other = "bible" if row["config"]["source"] == "news" else "news"  # the one domain left in the leave-out mean
+        assert m["leave_out"] == pytest.approx(m["domain_log_ppl"][other], abs=1e-5)
+    table = R.unit_table(tmp_path / "r.jsonl", "domains")
+    assert len(table) == 4 * 2 * 3 and set(table.eval_source) == {"news", "bible"}
+    items = R.unit_table(tmp_path / "r.jsonl", "suite")
+    assert len(items) == 4 * 12 and set(items.columns) >= {"task", "item", "correct", "seed", "source", "run_id"}
+    # the legacy rows of the committed files kept no units: asking for them is an error, not an empty table
+    with pytest.raises(ValueError, match="protocol .neutral."):
+        R.unit_table(COMMITTED[0])
