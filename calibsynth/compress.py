@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .core import atomic_dir, sha256_file
 from .evaluate import perplexity
-from .models import EMBEDDED_MODELS, _resolve_spec, bos_id, load_model
+from .models import EMBEDDED_MODELS, bos_id, load_model, resolve_spec
 from .prune import PruneReport, check_options, get_allocation, get_method, needs_calibration
 from .prune import parse_pattern, prunable_linears, prune
 from .runner import CODE_VERSION, synthetic_source
@@ -100,7 +100,7 @@ def tokenizer_and_config(spec: str | os.PathLike):
     "The tokenizer and config of model `spec` (an embedded alias, a local directory or a hub id), not its weights."
     from transformers import AutoConfig, AutoTokenizer
 
-    where = _resolve_spec(spec)
+    where = resolve_spec(spec)
     try:
         return AutoTokenizer.from_pretrained(where), AutoConfig.from_pretrained(where)
     except OSError as e:

@@ -21,7 +21,7 @@ import torch
 
 # %% auto #0
 __all__ = ['cache_dir', 'require_writable_dir', 'atomic_path', 'atomic_dir', 'atomic_write_text', 'atomic_write_json',
-           'write_jsonl', 'append_jsonl', 'read_jsonl', 'sha256_file', 'hub_offline', 'resolve_device']
+           'write_jsonl', 'append_jsonl', 'read_jsonl', 'sha256_file', 'hub_offline', 'resolve_device', 'show_progress']
 
 # %% ../nbs/00_core.ipynb #a9059b7c
 def cache_dir(*parts: str, create: bool = True) -> Path:
@@ -173,3 +173,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(device)
     except RuntimeError as e:
         raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from e
+
+# %% ../nbs/00_core.ipynb #95328ae9
+def show_progress(progress: bool | None) -> bool:
+    "Whether to draw progress bars: `progress` when it is given, else only when stderr is a terminal."
+    if progress is None:
+        import sys
+
+        return sys.stderr.isatty()
+    return bool(progress)

@@ -287,17 +287,23 @@ def _place(answer: str, distractors: list[str], position: int) -> tuple[list[str
     return choices, position % 4
 
 
-def _analogy_items(n: int, rng: np.random.Generator) -> list[dict]:
+def _analogy_questions() -> dict[str, list[list[str]]]:
+    "The questions of gensim's questions-words.txt by relation (`: capital-common-countries`, ...)."
     from calibsynth.sources import _package_dir
 
     path = _package_dir("gensim", "gensim") / "test" / "test_data" / "questions-words.txt"
-    sections, current = {}, None
+    pools, current = {}, None
     for line in path.read_text().splitlines():
         if line.startswith(":"):
             current = line[1:].strip()
-            sections[current] = []
+            pools[current] = []
         elif line.strip():
-            sections[current].append(line.split())
+            pools[current].append(line.split())
+    return pools
+
+
+def _analogy_items(n: int, rng: np.random.Generator) -> list[dict]:
+    sections = _analogy_questions()
     pool = [(s, q) for s, qs in sections.items() for q in qs]
     items = []
     for i in rng.permutation(len(pool)):
@@ -534,21 +540,6 @@ def _first(candidates, n: int, make) -> list[dict]:
     return items
 
 # %% ../nbs/08_evaluate.ipynb #ac608fa0
-def _analogy_questions() -> dict[str, list[list[str]]]:
-    "The questions of gensim's questions-words.txt by relation (`: capital-common-countries`, ...)."
-    from calibsynth.sources import _package_dir
-
-    path = _package_dir("gensim", "gensim") / "test" / "test_data" / "questions-words.txt"
-    pools, current = {}, None
-    for line in path.read_text().splitlines():
-        if line.startswith(":"):
-            current = line[1:].strip()
-            pools[current] = []
-        elif line.strip():
-            pools[current].append(line.split())
-    return pools
-
-
 def _neutral_analogy(n: int, rng: np.random.Generator) -> list[dict]:
     pools = _analogy_questions()
     answers = {k: sorted({q[3] for q in qs}) for k, qs in pools.items()}

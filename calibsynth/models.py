@@ -8,6 +8,7 @@ Docs: https://calibsynth.github.io/calibsynth/models.html.md"""
 # %% ../nbs/01_models.ipynb #23ef0c61
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
@@ -21,11 +22,11 @@ from typing import Callable
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from .core import atomic_dir, cache_dir, hub_offline, resolve_device, sha256_file
+from .core import atomic_dir, cache_dir, hub_offline, resolve_device, sha256_file, show_progress
 
 # %% auto #0
 __all__ = ['EMBEDDED_MODELS', 'EmbeddedModel', 'list_models', 'embedded_checkpoint', 'byte_tokenizer', 'tiny_model',
-           'resolve_dtype', 'load_model', 'bos_id', 'padded_batches']
+           'resolve_dtype', 'resolve_spec', 'loading_bars', 'load_model', 'bos_id', 'padded_batches']
 
 # %% ../nbs/01_models.ipynb #2098f67f
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def _resolve_spec(spec: str | os.PathLike) -> str | Path:
+def resolve_spec(spec: str | os.PathLike) -> str | Path:
     "The local directory or hub id behind `spec`, or a clear error."
     s = str(spec)
     if s in EMBEDDED_MODELS:
@@ -175,16 +176,30 @@ def _resolve_spec(spec: str | os.PathLike) -> str | Path:
     return s
 
 
+@contextlib.contextmanager
+def loading_bars(show: bool):
+    "transformers' weight-loading bars on or off inside the block, as before after it."
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()
+
+
 def load_model(spec: str | os.PathLike, dtype: str | torch.dtype = "auto", device: str | torch.device = "auto",
                trust_remote_code: bool = False) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     "Load a causal LM and its tokenizer from an embedded alias, a local directory or a hub id."
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    where = _resolve_spec(spec)
+    where = resolve_spec(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, trust_remote_code=trust_remote_code,
-                                                     use_safetensors=True)
+        with loading_bars(show_progress(None)):
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+                                                         use_safetensors=True)
     except OSError as e:
         if isinstance(where, str):
             why = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub did not answer or has no such model"

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .core import append_jsonl, read_jsonl, write_jsonl
+from .core import append_jsonl, read_jsonl, show_progress, write_jsonl
 from .evaluate import NEUTRAL_TASKS, evaluate_panel, evaluate_suite, evaluate_tasks, perplexity, window_capacity
 from .models import load_model
 from .prune import METHODS, check_options, get_allocation, needs_calibration, parse_pattern, prune
@@ -306,7 +306,7 @@ def measure(model, tokenizer, cfg: RunConfig) -> dict:
 
 
 def run_grid(configs: Iterable[RunConfig], results_path: str | os.PathLike, shard: str | None = None,
-             progress: bool = True, reuse: bool = True) -> "pandas.DataFrame":
+             progress: bool | None = None, reuse: bool = True) -> "pandas.DataFrame":
     """Run every config not yet in `results_path` (this shard's share), appending one JSON line per run;
     with `reuse`, runs found in the other `*.jsonl` files of the same folder are copied instead of redone.
     Returns the rows of `configs` only."""
@@ -327,7 +327,7 @@ def run_grid(configs: Iterable[RunConfig], results_path: str | os.PathLike, shar
                         done.add(r["run_id"])
     todo = [c for c in configs if in_shard(c.run_id, shard) and c.run_id not in done]
     todo.sort(key=lambda c: (c.model, c.source, c.seed))  # group shared work
-    bar = tqdm(total=len(todo), disable=not progress, desc=f"runs ({len(configs) - len(todo)} done before)")
+    bar = tqdm(total=len(todo), disable=not show_progress(progress), desc=f"runs ({len(configs) - len(todo)} done before)")
     model = tok = dense_state = None
     calib_cache = {}
     for cfg in todo:
@@ -425,7 +425,8 @@ class Profile:
 # 08_evaluate); 16 per calibration domain for the leave-out mean; the neutral suite at 60 items per task; six seeds,
 # the fewest at which the sign-flip test can reach p < 0.05 (09_stats).
 NEUTRAL_QUICK = (("n_samples", 32), ("seqlen", 256), ("eval_seqlen", 256), ("eval_windows", 16), ("panel_windows", 64),
-                 ("tasks", DEFAULT_NEUTRAL_TASKS), ("task_limit", 60), ("seeds", tuple(range(6))))
+                 ("tasks", DEFAULT_NEUTRAL_TASKS), ("task_limit", 60), ("seeds", tuple(range(6))),
+                 ("synth", (("n_docs", 32), ("max_new_tokens", 320))))  # a generation can fill a whole window
 
 
 PROFILES = {
@@ -488,7 +489,7 @@ def _short_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def synthetic_source(model_spec: str, source: str, cfg: SynthConfig, loaded=None, progress: bool = True,
+def synthetic_source(model_spec: str, source: str, cfg: SynthConfig, loaded=None, progress: bool | None = None,
                      keep: bool = True) -> str:
     """The source name of the synthetic set of (`model_spec`, `source`, `cfg`), built first if missing.
     Sets that differ only in the filter ratio share one generation: the unfiltered set is built once and
@@ -521,7 +522,7 @@ def synthetic_source(model_spec: str, source: str, cfg: SynthConfig, loaded=None
             finish_synthetic(rows, cfg, path, model_spec, source, seconds=0.0)
         else:
             model, tok = loaded or load_model(model_spec)
-            build_synthetic(model, tok, source, cfg, path, model_spec=model_spec, progress=progress)
+            build_synthetic(model, tok, source, cfg, path, model_spec=model_spec, progress=show_progress(progress))
     if keep and not kept.exists():
         copy_set(path, kept)
     return synthetic_name(model_spec, source, tag(cfg))
@@ -545,14 +546,14 @@ def text_sample(source: str, split: str, n_docs: int, max_chars: int) -> list[st
 
 
 def similarity_table(model_spec: str, sources: Sequence[str], n_docs: int, max_chars: int, out_dir: str | os.PathLike,
-                     k: float = 0.5, loaded=None) -> "pandas.DataFrame":
+                     k: float = 0.5, loaded=None, progress: bool | None = None) -> "pandas.DataFrame":
     "One row per (source, document): Min-K% and Min-K%++ under `model_spec`; computed once, then read back."
     from calibsynth.similarity import membership_scores
 
     def compute():
         model, tok = loaded or load_model(model_spec)
         rows = []
-        for src in tqdm(sources, desc=f"Min-K%++ {model_spec}"):
+        for src in tqdm(sources, desc=f"Min-K%++ {model_spec}", disable=not show_progress(progress)):
             texts = text_sample(src, "calib", n_docs, max_chars)
             s = membership_scores(model, tok, texts, k=k, forward_dtype="bfloat16")
             rows += [dict(model=model_spec, source=src, doc=i, n_chars=len(t), min_k=a, min_k_pp=b)

