@@ -9,6 +9,7 @@ Docs: https://calibsynth.github.io/calibsynth/runner.html.md"""
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -90,8 +91,14 @@ def _draw_neutral(cfg, tokenizer) -> torch.Tensor:
     return windows_without_reuse(tokenizer, texts, cfg.n_samples, cfg.seqlen, seed=cfg.seed)
 
 
+@functools.lru_cache(maxsize=None)
+def _eval_texts(source: str) -> tuple[str, ...]:
+    "A source's eval documents, read once per process: every run of a grid scores the same ones."
+    return tuple(load_texts(source, "eval"))
+
+
 def _measure_legacy(model, tokenizer, cfg) -> dict:
-    ppl = {s: perplexity(model, tokenizer, load_texts(s, "eval"), seqlen=cfg.eval_seqlen, max_windows=cfg.eval_windows,
+    ppl = {s: perplexity(model, tokenizer, list(_eval_texts(s)), seqlen=cfg.eval_seqlen, max_windows=cfg.eval_windows,
                          forward_dtype=cfg.forward_dtype) for s in cfg.eval_sources}
     out = dict(ppl=ppl, mean_log_ppl=sum(math.log(v) for v in ppl.values()) / len(ppl))
     if cfg.tasks:
