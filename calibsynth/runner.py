@@ -35,9 +35,10 @@ CODE_VERSION = "1"  # bump when a change moves the numbers of existing runs by m
 # %% auto #0
 __all__ = ['CODE_VERSION', 'DEFAULT_EVAL_SOURCES', 'DEFAULT_TASKS', 'DEFAULT_NEUTRAL_TASKS', 'PROTOCOLS', 'UNIT_PARTS',
            'NEUTRAL_QUICK', 'PROFILES', 'VERDICTS', 'LEGACY_VERDICTS', 'PRIMARY_FIELDS', 'METRIC_FAMILIES',
-           'canonical_options', 'own_domains', 'Protocol', 'RunConfig', 'read_results', 'append_result', 'load_results',
-           'parse_shard', 'in_shard', 'merge_results', 'unit_table', 'measure', 'run_grid', 'Profile', 'active_profile',
-           'repo_root', 'output_dir', 'synthetic_source', 'cached_table', 'text_sample', 'similarity_table',
+           'canonical_options', 'calibration_texts', 'own_domains', 'Protocol', 'RunConfig', 'read_results',
+           'append_result', 'load_results', 'parse_shard', 'in_shard', 'merge_results', 'unit_table', 'measure',
+           'run_grid', 'Profile', 'active_profile', 'repo_root', 'output_dir', 'synthetic_source', 'cached_table',
+           'neutral_synthetic', 'regime_sparsity', 'text_sample', 'similarity_table', 'window_similarity_table',
            'record_finding', 'markdown_table', 'findings_markdown', 'metric_disagreements']
 
 # %% ../nbs/10_runner.ipynb #c7cb6b08
@@ -85,10 +86,14 @@ def _draw_legacy(cfg, tokenizer) -> torch.Tensor:
     return sample_calibration(cfg.source, tokenizer, cfg.n_samples, cfg.seqlen, seed=cfg.seed)
 
 
+def calibration_texts(source: str) -> list[str]:
+    "The text a calibration set draws from: a synthetic set's every kept text, a corpus's calib split."
+    return synthetic_pool(source) if check_source(source) == "synthetic" else load_texts(source, "calib")
+
+
 def _draw_neutral(cfg, tokenizer) -> torch.Tensor:
     "The whole budget without reusing a token: a synthetic set from all its kept texts, a corpus from its calib split."
-    texts = synthetic_pool(cfg.source) if check_source(cfg.source) == "synthetic" else load_texts(cfg.source, "calib")
-    return windows_without_reuse(tokenizer, texts, cfg.n_samples, cfg.seqlen, seed=cfg.seed)
+    return windows_without_reuse(tokenizer, calibration_texts(cfg.source), cfg.n_samples, cfg.seqlen, seed=cfg.seed)
 
 
 @functools.lru_cache(maxsize=None)
@@ -408,6 +413,8 @@ class Profile:
     protocol: str = "legacy"  # how runs are calibrated and measured (PROTOCOLS)
     panel_windows: int = 64
     neutral_sizes: tuple = ()  # (field, value) pairs `neutral()` sets: the sizes of the neutral protocol
+    regime_levels: tuple = (0.4, 0.5, 0.6)  # the unstructured levels `regime_sparsity` chooses from
+    target_ppl_ratio: float = 2.0  # dense -> pruned panel perplexity factor to match (an assumption, see 24_main_table)
 
     def run(self, **kw) -> RunConfig:
         "A RunConfig with this profile's sizes; `kw` sets the rest (method, source, sparsity, ...)."
@@ -444,7 +451,7 @@ PROFILES = {
                      task_limit=4, sparsities=(0.5, 0.6), nm_patterns=("2:4",), amounts=(1, 2),
                      amount_sources=("news",), synth=(("n_docs", 8), ("max_new_tokens", 32), ("min_tokens", 4)),
                      prefix_lengths=(0, 2), filter_ratios=(0.0, 0.2), temperatures=(0.6,), synth_sizes=(8,),
-                     similarity_docs=3, similarity_chars=200,
+                     similarity_docs=3, similarity_chars=200, regime_levels=(0.5,),
                      neutral_sizes=(("eval_seqlen", 64), ("eval_windows", 2), ("panel_windows", 2),
                                     ("tasks", ("neutral_cloze",)), ("task_limit", 12))),
     "quick": Profile("quick", models=("smollm2-135m", "gemma3-270m"), model="smollm2-135m",
@@ -546,6 +553,34 @@ def cached_table(path: str | os.PathLike, key: dict, compute) -> "pandas.DataFra
         write_jsonl(path, compute())
     return pd.DataFrame(read_jsonl(path))
 
+# %% ../nbs/10_runner.ipynb #1b43efda
+def neutral_synthetic(profile: Profile, seed: int, loaded=None, slack: float = 1.15) -> str:
+    """The self-generated set of the neutral protocol for `seed`: the paper's recipe (prefixes of `synth_source`),
+    generated with `seed` until its kept texts hold `slack` times the draw's `n_samples x (seqlen - 1)` text tokens."""
+    budget = int(slack * profile.n_samples * (profile.seqlen - 1))
+    cfg = profile.synth_config(strategy="prefix", seed=seed, target_tokens=budget)
+    return synthetic_source(profile.model, profile.synth_source, cfg, loaded, progress=False)
+
+
+def regime_sparsity(profile: Profile, results_path: str | os.PathLike, method: str = "wanda",
+                    source: str = "news") -> tuple[float, "pandas.Series", float]:
+    """The level of `profile.regime_levels` at which `method` (calibrated on `source`, seed 0) multiplies the dense
+    model's panel perplexity by the factor nearest `profile.target_ppl_ratio`; with the ratio per level and the
+    dense panel log-ppl. The runs are ordinary runs of `results_path`: a second notebook asking reads them back."""
+    import numpy as np
+    import pandas as pd
+
+    if profile.protocol != "neutral":
+        raise ValueError(f"the regime is chosen on the neutral panel: use profile.neutral(), not protocol {profile.protocol!r}")
+    runs = [profile.run(method="dense")] + [profile.run(method=method, source=source, sparsity=s, seed=0)
+                                            for s in profile.regime_levels]
+    panel = run_grid(runs, results_path, progress=False).set_index("run_id").panel_mean
+    dense = float(panel[runs[0].run_id])
+    # by run id, not by row order or by the achieved sparsity the results table reports
+    ratios = pd.Series({c.sparsity: float(np.exp(panel[c.run_id] - dense)) for c in runs[1:]}, name="ppl_ratio")
+    chosen = float((np.log(ratios) - np.log(profile.target_ppl_ratio)).abs().idxmin())
+    return chosen, ratios, dense
+
 # %% ../nbs/10_runner.ipynb #1d48128c
 def text_sample(source: str, split: str, n_docs: int, max_chars: int) -> list[str]:
     "The first `n_docs` documents (of at least 20 characters) of a split, each cut to `max_chars`."
@@ -569,6 +604,34 @@ def similarity_table(model_spec: str, sources: Sequence[str], n_docs: int, max_c
 
     key = dict(model=model_spec, sources=list(sources), n_docs=n_docs, max_chars=max_chars, k=k, code=CODE_VERSION)
     return cached_table(Path(out_dir) / "similarity.jsonl", key, compute)
+
+# %% ../nbs/10_runner.ipynb #c25be951
+def window_similarity_table(model_spec: str, draws: Sequence[tuple[str, int]], n_windows: int, window: int,
+                            out_dir: str | os.PathLike, k: float = 0.5, loaded=None,
+                            progress: bool | None = None) -> "pandas.DataFrame":
+    """One row per window: Min-K%, Min-K%++, mean entropy and NLL of `n_windows` windows of `window` tokens drawn
+    without reuse from each (set, seed) of `draws`; missing draws are scored and appended, the rest read back."""
+    import pandas as pd
+    from calibsynth.similarity import similarity_windows, window_scores
+
+    draws = [(str(s), int(seed)) for s, seed in draws]
+    for s, _ in draws:
+        check_source(s)
+    key = dict(model=model_spec, n_windows=n_windows, window=window, k=k, code=CODE_VERSION)
+    path = Path(out_dir) / f"similarity-windows-{_short_hash(key)}.jsonl"
+    done = {(r["source"], r["seed"]) for r in read_results(path)}
+    todo = [d for d in dict.fromkeys(draws) if d not in done]
+    if todo:
+        model, tok = loaded or load_model(model_spec)
+        for src, seed in tqdm(todo, desc=f"Min-K%++ windows {model_spec}", disable=not show_progress(progress)):
+            ids = similarity_windows(tok, calibration_texts(src), n_windows, window, seed)
+            scores = window_scores(model, tok, ids, k=k, forward_dtype="bfloat16")
+            append_jsonl(path, dict(key | dict(source=src, seed=seed),
+                                    **{c: scores[c].round(6).tolist() for c in ("min_k", "min_k_pp", "entropy", "nll")}))
+    rows = [r for r in read_results(path) if (r["source"], r["seed"]) in set(draws)]
+    cols = ("min_k", "min_k_pp", "entropy", "nll")
+    return pd.DataFrame([dict(model=r["model"], source=r["source"], seed=r["seed"], window=i, n_tokens=window - 1,
+                              **{c: r[c][i] for c in cols}) for r in rows for i in range(len(r["min_k_pp"]))])
 
 # %% ../nbs/10_runner.ipynb #aa875d3d
 from .stats import LABELS, Verdict

@@ -295,3 +295,32 @@ def test_panel_evaluation_keeps_paired_units_and_leaves_out_the_own_domain(tmp_p
     # the legacy rows of the committed files kept no units: asking for them is an error, not an empty table
     with pytest.raises(ValueError, match="protocol .neutral."):
         R.unit_table(COMMITTED[0])
+
+
+def _fake_panel_grid(panel_by_level):
+    "A run_grid stand-in: each run's panel mean from its level (dense: 'dense'), as the runner's table gives it."
+    import pandas as pd
+
+    def fake(configs, path, **kw):
+        return pd.DataFrame([dict(run_id=c.run_id, panel_mean=panel_by_level["dense" if c.method == "dense" else c.sparsity])
+                             for c in configs])
+    return fake
+
+
+@pytest.mark.parametrize("target, expected", [(2.0, 0.5), (1.3, 0.4), (4.0, 0.6)])
+def test_regime_is_the_level_whose_perplexity_ratio_is_nearest_the_target(monkeypatch, target, expected):
+    import math
+    from dataclasses import replace
+
+    ratios = {0.4: 1.38, 0.5: 2.07, 0.6: 4.37}
+    panel = {"dense": 3.7} | {s: 3.7 + math.log(r) for s, r in ratios.items()}
+    monkeypatch.setattr(R, "run_grid", _fake_panel_grid(panel))
+    profile = replace(R.PROFILES["quick"].neutral(), target_ppl_ratio=target)
+    chosen, got, dense = R.regime_sparsity(profile, "unused.jsonl")
+    assert chosen == expected and dense == 3.7
+    assert got.round(6).to_dict() == ratios
+
+
+def test_regime_needs_the_neutral_panel():
+    with pytest.raises(ValueError, match="legacy"):
+        R.regime_sparsity(R.PROFILES["quick"], "unused.jsonl")
