@@ -615,6 +615,7 @@ def window_similarity_table(model_spec: str, draws: Sequence[tuple[str, int]], n
     from calibsynth.similarity import similarity_windows, window_scores
 
     draws = [(str(s), int(seed)) for s, seed in draws]
+    cols = ("min_k", "min_k_pp", "entropy", "nll")
     for s, _ in draws:
         check_source(s)
     key = dict(model=model_spec, n_windows=n_windows, window=window, k=k, code=CODE_VERSION)
@@ -627,9 +628,9 @@ def window_similarity_table(model_spec: str, draws: Sequence[tuple[str, int]], n
             ids = similarity_windows(tok, calibration_texts(src), n_windows, window, seed)
             scores = window_scores(model, tok, ids, k=k, forward_dtype="bfloat16")
             append_jsonl(path, dict(key | dict(source=src, seed=seed),
-                                    **{c: scores[c].round(6).tolist() for c in ("min_k", "min_k_pp", "entropy", "nll")}))
-    rows = [r for r in read_results(path) if (r["source"], r["seed"]) in set(draws)]
-    cols = ("min_k", "min_k_pp", "entropy", "nll")
+                                    **{c: scores[c].round(6).tolist() for c in cols}))
+    wanted = set(draws)
+    rows = [r for r in read_results(path) if (r["source"], r["seed"]) in wanted]
     return pd.DataFrame([dict(model=r["model"], source=r["source"], seed=r["seed"], window=i, n_tokens=window - 1,
                               **{c: r[c][i] for c in cols}) for r in rows for i in range(len(r["min_k_pp"]))])
 
