@@ -554,11 +554,15 @@ def cached_table(path: str | os.PathLike, key: dict, compute) -> "pandas.DataFra
     return pd.DataFrame(read_jsonl(path))
 
 # %% ../nbs/10_runner.ipynb #1b43efda
-def neutral_synthetic(profile: Profile, seed: int, loaded=None, slack: float = 1.15) -> str:
+def neutral_synthetic(profile: Profile, seed: int, loaded=None, slack: float = 1.15, **knobs) -> str:
     """The self-generated set of the neutral protocol for `seed`: the paper's recipe (prefixes of `synth_source`),
-    generated with `seed` until its kept texts hold `slack` times the draw's `n_samples x (seqlen - 1)` text tokens."""
+    generated with `seed` until its kept texts hold `slack` times the draw's `n_samples x (seqlen - 1)` text tokens.
+    `knobs` change `SynthConfig` fields of the recipe (an ablation, e.g. `prefix_tokens=64`); the budget stays."""
     budget = int(slack * profile.n_samples * (profile.seqlen - 1))
-    cfg = profile.synth_config(strategy="prefix", seed=seed, target_tokens=budget)
+    fixed = {"strategy", "seed", "target_tokens"} & set(knobs)
+    if fixed:
+        raise ValueError(f"neutral_synthetic: {sorted(fixed)} are the protocol's, not knobs to change")
+    cfg = profile.synth_config(**(dict(strategy="prefix") | knobs | dict(seed=seed, target_tokens=budget)))
     return synthetic_source(profile.model, profile.synth_source, cfg, loaded, progress=False)
 
 

@@ -325,3 +325,17 @@ def test_regime_is_the_level_whose_perplexity_ratio_is_nearest_the_target(monkey
 def test_regime_needs_the_neutral_panel():
     with pytest.raises(ValueError, match="legacy"):
         R.regime_sparsity(R.PROFILES["quick"], "unused.jsonl")
+
+
+def test_neutral_synthetic_changes_a_knob_but_keeps_the_budget(monkeypatch):
+    seen = []
+    monkeypatch.setattr(R, "synthetic_source", lambda model, source, cfg, loaded, progress: seen.append(cfg) or "set")
+    profile = R.PROFILES["quick"].neutral()
+    R.neutral_synthetic(profile, 3)
+    R.neutral_synthetic(profile, 3, prefix_tokens=64)
+    recipe, ablated = seen
+    assert (recipe.prefix_tokens, ablated.prefix_tokens) == (profile.synth_config().prefix_tokens, 64)
+    assert recipe.target_tokens == ablated.target_tokens == int(1.15 * profile.n_samples * (profile.seqlen - 1))
+    assert recipe.seed == ablated.seed == 3 and ablated.strategy == "prefix"
+    with pytest.raises(ValueError, match="target_tokens"):
+        R.neutral_synthetic(profile, 3, target_tokens=100)
