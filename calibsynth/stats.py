@@ -20,7 +20,7 @@ from scipy import stats
 __all__ = ['METHODS', 'ALTERNATIVES', 'LABELS', 'EXPECTATIONS', 'TESTS', 'RESAMPLING', 'paired_differences',
            'simulate_comparison', 'Interval', 'paired_bootstrap', 'crossed_bootstrap', 'paired_permutation',
            'min_p_value', 'decide', 'Verdict', 'verdict', 'compare', 'correlation_verdict', 'spread_verdict',
-           'all_hold']
+           'all_hold', 'windows_to_resolve']
 
 # %% ../nbs/09_stats.ipynb #62eb31d7
 def _names(columns, what: str) -> list[str]:
@@ -375,3 +375,13 @@ def all_hold(parts: Sequence[Verdict | str]) -> str:
     if "contradicted" in labels:
         return "contradicted"
     return "reproduced" if set(labels) == {"reproduced"} else "inconclusive"
+
+# %% ../nbs/09_stats.ipynb #57e1e58c
+def windows_to_resolve(v: Verdict, windows: int, steps: int = 8, margin: float = 0.5) -> int:
+    """The fewest windows, in steps of `windows // steps`, at which `v`'s interval widened as 1 / sqrt(windows) keeps
+    its half-width within `margin` x |estimate|; `windows` when none does."""
+    if windows < 1 or steps < 1 or margin <= 0:
+        raise ValueError(f"need windows >= 1, steps >= 1 and margin > 0, got windows={windows}, steps={steps}, margin={margin}")
+    half, step = (v.ci_high - v.ci_low) / 2, max(1, windows // steps)
+    fits = lambda w: half * math.sqrt(windows / w) <= margin * abs(v.estimate)
+    return next((w for w in range(step, windows + 1, step) if fits(w)), windows)

@@ -31,7 +31,7 @@ from .sources import (SYN_PREFIX, _resolve_synthetic, load_texts, prepare_docume
 # %% auto #0
 __all__ = ['STRATEGIES', 'SynthConfig', 'start_token', 'make_prefixes', 'LinearTemperature', 'generate_batch', 'self_generate',
            'text_perplexities', 'filter_by_perplexity', 'drop_degenerate', 'select_kept', 'calibration_pool',
-           'PoolTokens', 'manifest_path', 'build_synthetic', 'finish_synthetic', 'window_starts', 'token_stream',
+           'PoolTokens', 'manifest_path', 'build_synthetic', 'finish_synthetic', 'calibration_starts', 'token_stream',
            'windows_without_reuse', 'synthetic_pool', 'synthetic_calibration']
 
 # %% ../nbs/04_synth.ipynb #2490a905
@@ -362,7 +362,7 @@ def _build_vllm(spec, tokenizer, prompts, cfg, out_path, source) -> Path:
     return finish_synthetic(rows, cfg, out_path, spec, source, time.perf_counter() - start)
 
 # %% ../nbs/04_synth.ipynb #b0d9e7a2
-def window_starts(total: int, n_windows: int, length: int, seed: int = 0) -> np.ndarray:
+def calibration_starts(total: int, n_windows: int, length: int, seed: int = 0) -> np.ndarray:
     "Sorted starts of `n_windows` non-overlapping windows of `length` in `total` positions, uniform over all placements."
     for name, value in (("total", total), ("n_windows", n_windows), ("length", length)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
@@ -394,7 +394,7 @@ def windows_without_reuse(tokenizer, texts: Sequence[str], n_samples: int, seqle
     need = seqlen - (bos is not None)
     stream = token_stream(tokenizer, texts)
     try:
-        starts = window_starts(len(stream), n_samples, need, seed)
+        starts = calibration_starts(len(stream), n_samples, need, seed)
     except ValueError as e:
         raise ValueError(f"no draw of {n_samples} x {seqlen} tokens without reuse: {e}") from None
     ids = torch.from_numpy(np.stack([stream[s:s + need] for s in starts]))

@@ -232,7 +232,7 @@ import numpy as np  # noqa: E402
 
 import calibsynth.synth as S  # noqa: E402
 from calibsynth.synth import (PoolTokens, calibration_pool, synthetic_calibration, synthetic_pool,  # noqa: E402
-                              window_starts, windows_without_reuse)
+                              calibration_starts, windows_without_reuse)
 
 BUDGET = dict(n_docs=4, batch_size=4, max_new_tokens=24, min_tokens=4, drop_top=0.2)
 
@@ -337,7 +337,7 @@ def test_windows_without_reuse_are_disjoint_seeded_and_spread():
     assert w.shape == (50, 33) and (w[:, 0] == tok.bos_token_id).all()
     assert torch.equal(w, windows_without_reuse(tok, texts, 50, 33, seed=3))
     assert not torch.equal(w, windows_without_reuse(tok, texts, 50, 33, seed=4))
-    starts = window_starts(len(stream), 50, 32, seed=3)
+    starts = calibration_starts(len(stream), 50, 32, seed=3)
     assert (np.diff(starts) >= 32).all() and starts[-1] + 32 <= len(stream)
     assert all(torch.equal(w[i, 1:], torch.from_numpy(stream[s:s + 32])) for i, s in enumerate(starts))
     assert starts[0] < len(stream) / 4 and starts[-1] > 3 * len(stream) / 4  # over the whole stream
@@ -351,6 +351,6 @@ def test_windows_without_reuse_are_disjoint_seeded_and_spread():
 
 def test_window_placements_are_uniform():
     # 2 windows of 3 in 10 positions: C(4 + 2, 2) = 15 placements, each as likely
-    counts = Counter(tuple(window_starts(10, 2, 3, seed=s)) for s in range(3000))
+    counts = Counter(tuple(calibration_starts(10, 2, 3, seed=s)) for s in range(3000))
     assert len(counts) == 15
     assert max(counts.values()) < 260 and min(counts.values()) > 140  # 200 expected, sd 14
