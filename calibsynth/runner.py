@@ -366,7 +366,9 @@ def run_grid(configs: Iterable[RunConfig], results_path: str | os.PathLike, shar
             metrics |= dict(sparsity=report.sparsity, prune_seconds=prune_s)
         append_result(results_path, dict(run_id=cfg.run_id, config=asdict(cfg), metrics=metrics,
                                          seconds=time.perf_counter() - start,
-                                         peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+                                         peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                                         # the order of the CPU reductions, so part of what a row reproduces
+                                         threads=torch.get_num_threads()))
         bar.update(1)
     bar.close()
     df = load_results(results_path)

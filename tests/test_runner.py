@@ -4,6 +4,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from calibsynth import runner as R
 from calibsynth.runner import RunConfig, in_shard, load_results, merge_results, read_results, run_grid
@@ -76,6 +77,8 @@ def test_grid_runs_resumes_and_merges(tmp_path, monkeypatch):
         df = run_grid(grid, path, progress=False)
     assert len(df) == len(grid) and df.run_id.is_unique
     assert (df[df.method == "wanda"].sparsity - 0.6).abs().max() < 0.01
+    # a row records the thread count: the CPU's reduction order, which moves bf16 numbers
+    assert {r["threads"] for r in read_results(path)} == {torch.get_num_threads()}
     # shards: two files that merge into the whole grid, each run once
     a, b = tmp_path / "s1.jsonl", tmp_path / "s2.jsonl"
     run_grid(grid, a, shard="1/2", progress=False)
