@@ -40,11 +40,6 @@ RESULTS = ROOT / "results"
 SUMMARY_METRICS = ("panel_mean", "leave_out", "acc")
 
 
-def as_tuples(value):
-    "JSON lists back into the tuples a RunConfig holds."
-    return tuple(as_tuples(v) for v in value) if isinstance(value, list) else value
-
-
 def committed_runs() -> dict[str, dict]:
     "Every committed neutral-protocol run, by id, with the files it is in."
     runs = {}
@@ -81,7 +76,7 @@ def unit_differences(old: dict, new: dict) -> dict:
 
 
 def rerun(row: dict, scratch: Path, replace: bool = False) -> dict:
-    config = RunConfig(**{k: as_tuples(v) for k, v in row["config"].items()})
+    config = RunConfig.from_row(row)
     if config.run_id != row["run_id"]:
         raise ValueError(f"committed run {row['run_id']} hashes to {config.run_id} under this code")
     start = time.perf_counter()

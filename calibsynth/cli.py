@@ -198,9 +198,7 @@ def cmd_eval(args) -> int:
         rows = [r for r in read_results(args.results) if r["run_id"] == args.pruned_from]
         if not rows:
             raise ValueError(f"run {args.pruned_from!r} is not in {args.results}")
-        cfg = {k: tuple(map(tuple, v)) if k == "options" else tuple(v) if isinstance(v, list) else v
-               for k, v in rows[0]["config"].items()}
-        run = RunConfig(**cfg)
+        run = RunConfig.from_row(rows[0])
         args.model, args.method, pattern, sparsity = run.model, run.method, run.pattern, run.sparsity
         args.calib, args.n_samples, args.seqlen, args.seed = run.source, run.n_samples, run.seqlen, run.seed
         args.forward_dtype, args.allocation = run.forward_dtype, getattr(run, "allocation", None)

@@ -229,6 +229,13 @@ class RunConfig:
         blob = json.dumps(config | {"code_version": CODE_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    @classmethod
+    def from_row(cls, row: dict) -> "RunConfig":
+        "The config a results row was made from (JSON turned its tuples, nested ones too, into lists)."
+        def as_tuples(v):
+            return tuple(map(as_tuples, v)) if isinstance(v, list) else v
+        return cls(**{k: as_tuples(v) for k, v in row["config"].items()})
+
 # %% ../nbs/10_runner.ipynb #81d05ef0
 def read_results(path: str | os.PathLike, repair: bool = False) -> list[dict]:
     "The finished runs in a results file (none when it is missing); a torn last line is dropped as `read_jsonl` says."

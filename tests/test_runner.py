@@ -218,7 +218,7 @@ def committed_rows():
 
 def config_of(row, cls=RunConfig):
     "The RunConfig a results row was made from (JSON turned its tuples into lists)."
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in row["config"].items()})
+    return cls.from_row(row)
 
 
 def test_every_committed_run_keeps_its_id():
