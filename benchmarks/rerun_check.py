@@ -7,6 +7,9 @@ seeded random sample of the committed self-generated sets, from scratch, and com
                                                             # recompute these runs and write them over the stale rows
     python benchmarks/rerun_check.py --ids ID --sets 0 --threads 1 --out results/rerun_threads.json
                                                             # the same run on one thread: another reduction order
+    python benchmarks/rerun_check.py --all --skip-checked --sets 0 --resume --out results/rerun_full.json
+                                                            # every committed run no earlier report checked, in a
+                                                            # seeded random order (a cut-off leaves a random sample)
 
 A committed row is only as good as the code that wrote it: results made by an earlier state of the code would
 still be read back by `run_grid` (a run id hashes the settings and CODE_VERSION, not the code itself). This check
@@ -18,7 +21,9 @@ script writes results/rerun_check.json atomically; notebook 10_runner reads it. 
 With `--replace`, each recomputed run is written over its committed row in every results file that holds it (the
 file rewritten atomically, the other rows untouched) when any of its units differs, and the report says so: a
 run found stale is refreshed, not left for `run_grid` to read back. The report is written after every run, and a
-rerun with the same `--out` skips the runs it already checked, so a cut-off loses at most one run.
+rerun with the same `--out` skips the runs it already checked, so a cut-off loses at most one run; `--resume` does
+the same without `--replace`. `--skip-checked` leaves out the runs another report in results/ (rerun_*.json)
+already found matching or replaced, so audits add up instead of repeating.
 """
 from __future__ import annotations
 
@@ -75,6 +80,11 @@ def unit_differences(old: dict, new: dict) -> dict:
     return out
 
 
+def is_stale(checked: dict) -> bool:
+    "Whether a checked run's recomputed units differ from its committed row's (reports before `stale` was recorded too)."
+    return any(u["differing"] or u["unmatched"] for u in checked["units"].values())
+
+
 def rerun(row: dict, scratch: Path, replace: bool = False) -> dict:
     config = RunConfig.from_row(row)
     if config.run_id != row["run_id"]:
@@ -85,7 +95,7 @@ def rerun(row: dict, scratch: Path, replace: bool = False) -> dict:
     metrics = {m: dict(committed=row["metrics"].get(m), rerun=new["metrics"].get(m)) for m in SUMMARY_METRICS
                if m in row["metrics"]}
     units = unit_differences(row, new)
-    stale = any(u["differing"] or u["unmatched"] for u in units.values())
+    stale = is_stale(dict(units=units))
     if replace and stale:  # a row that matches keeps its line (and its recorded seconds)
         replace_rows(new, row["files"])
     return dict(run_id=row["run_id"], files=row["files"], model=config.model, method=config.method,
@@ -117,6 +127,10 @@ def main():
     ap.add_argument("--sets", type=int, default=1, help="committed budgeted self-generated sets to regenerate")
     ap.add_argument("--seed", type=int, default=0, help="seed of the sample")
     ap.add_argument("--ids", nargs="+", help="recompute these committed runs instead of a random sample")
+    ap.add_argument("--all", action="store_true", help="every committed run, in a seeded random order")
+    ap.add_argument("--skip-checked", action="store_true",
+                    help="leave out runs another results/rerun_*.json found matching or replaced")
+    ap.add_argument("--resume", action="store_true", help="keep the runs and sets --out already holds; do the rest")
     ap.add_argument("--replace", action="store_true", help="write each recomputed run over its committed rows")
     ap.add_argument("--threads", type=int, help="torch threads to recompute with (default: torch's own choice)")
     ap.add_argument("--out", default=str(RESULTS / "rerun_check.json"))
@@ -132,17 +146,30 @@ def main():
     unknown = sorted(set(args.ids or ()) - set(runs))
     if unknown:
         raise SystemExit(f"--ids: no committed neutral run has the id(s) {unknown}")
+    if args.ids and args.all:
+        raise SystemExit("--ids and --all both name the runs to check: give one")
+    size = len(runs) if args.all else min(args.runs, len(runs))
     run_sample = ([runs[i] for i in dict.fromkeys(args.ids)] if args.ids else
-                  [runs[i] for i in rng.choice(sorted(runs), size=min(args.runs, len(runs)), replace=False)])
+                  [runs[i] for i in rng.choice(sorted(runs), size=size, replace=False)])
+    if args.skip_checked:
+        checked = set()
+        for other in sorted(RESULTS.glob("rerun_*.json")):
+            earlier = json.loads(other.read_text())
+            # a report made on another thread count checked another reduction order, not the committed rows
+            if other.resolve() != Path(args.out).resolve() and earlier.get("threads", torch.get_num_threads()) == torch.get_num_threads():
+                checked |= {r["run_id"] for r in earlier["runs"] if r.get("replaced") or not is_stale(r)}
+        run_sample = [row for row in run_sample if row["run_id"] not in checked]
     # the neutral protocol's sets: built to a token budget
     manifests = sorted(p for p in (RESULTS / "synthetic").glob("*/*.manifest.json")
                        if "target_tokens" in json.loads(p.read_text())["config"])
     set_sample = [manifests[i] for i in rng.choice(len(manifests), size=min(args.sets, len(manifests)), replace=False)]
     report = dict(seed=args.seed, machine=platform.machine(), threads=torch.get_num_threads(), committed_runs=len(runs), committed_sets=len(manifests),
                   runs=[], sets=[])
-    if args.replace and Path(args.out).exists():  # resume: the runs already checked (and replaced) are not redone
-        report["runs"] = json.loads(Path(args.out).read_text())["runs"]
+    if (args.replace or args.resume) and Path(args.out).exists():  # the runs and sets already checked are not redone
+        before = json.loads(Path(args.out).read_text())
+        report["runs"], report["sets"] = before["runs"], before["sets"]
     done = {r["run_id"] for r in report["runs"]}
+    built = {s["set"] for s in report["sets"]}
     with tempfile.TemporaryDirectory(prefix="calibsynth-rerun-") as scratch:
         for row in run_sample:
             if row["run_id"] in done:
@@ -151,6 +178,8 @@ def main():
             print(report["runs"][-1], flush=True)
             atomic_write_json(args.out, report)
         for manifest in set_sample:
+            if manifest.name.replace(".manifest.json", "") in built:
+                continue
             report["sets"].append(regenerate(manifest, Path(scratch)))
             print(report["sets"][-1], flush=True)
             atomic_write_json(args.out, report)

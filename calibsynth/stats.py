@@ -18,9 +18,9 @@ from scipy import stats
 
 # %% auto #0
 __all__ = ['METHODS', 'ALTERNATIVES', 'LABELS', 'EXPECTATIONS', 'TESTS', 'RESAMPLING', 'paired_differences',
-           'simulate_comparison', 'Interval', 'paired_bootstrap', 'crossed_bootstrap', 'paired_permutation',
-           'min_p_value', 'decide', 'Verdict', 'verdict', 'compare', 'correlation_verdict', 'spread_verdict',
-           'all_hold', 'windows_to_resolve']
+           'simulate_comparison', 'Interval', 'paired_bootstrap', 'balanced_means', 'crossed_bootstrap',
+           'paired_permutation', 'min_p_value', 'decide', 'Verdict', 'verdict', 'compare', 'correlation_verdict',
+           'spread_verdict', 'all_hold', 'windows_to_resolve']
 
 # %% ../nbs/09_stats.ipynb #62eb31d7
 def _names(columns, what: str) -> list[str]:
@@ -144,24 +144,54 @@ def _matrix(differences) -> np.ndarray:
     return m
 
 
+def _groups(strata, n_columns: int) -> list[np.ndarray]:
+    "Column indices of each stratum, in order of first appearance; one group of every column without strata."
+    if strata is None:
+        return [np.arange(n_columns)]
+    labels = pd.Series(np.asarray(strata))
+    if len(labels) != n_columns:
+        raise ValueError(f"strata gives {len(labels)} labels for {n_columns} windows: one label per window")
+    groups = {label: np.flatnonzero(labels.to_numpy() == label) for label in labels.unique()}
+    if n_columns > 1 and (few := {k: len(g) for k, g in groups.items() if len(g) < 2}):
+        raise ValueError(f"strata {few} hold fewer than 2 windows: nothing to resample within them")
+    return list(groups.values())
+
+
+def balanced_means(matrix, strata=None) -> np.ndarray:
+    "Per seed (row), the mean over strata of the stratum's mean difference; the plain row mean without strata."
+    m = _matrix(matrix)
+    return np.mean([m[:, g].mean(axis=1) for g in _groups(strata, m.shape[1])], axis=0)
+
+
 def crossed_bootstrap(matrix, method: str = "BCa", confidence_level: float = 0.95, n_resamples: int = 9999,
-                      rng_seed: int = 0) -> Interval:
-    "Mean of a seeds x windows matrix of paired differences, with an interval resampling seeds and windows independently."
+                      rng_seed: int = 0, strata=None) -> Interval:
+    """Mean of a seeds x windows matrix of paired differences, with an interval resampling seeds and windows
+    independently; with `strata` (a label per window) each stratum weighs equally and windows are resampled
+    within their stratum."""
     m = _matrix(matrix)
     _check_resampling(method, confidence_level, n_resamples)
+    groups = _groups(strata, m.shape[1])
+    per_seed = balanced_means(m, strata)
     if m.shape[1] == 1 or np.ptp(m) == 0:
-        return paired_bootstrap(m.mean(axis=1), method, confidence_level, n_resamples, rng_seed)
+        return paired_bootstrap(per_seed, method, confidence_level, n_resamples, rng_seed)
 
-    def resampled_mean(seeds, windows, axis=-1):
-        # seeds: (..., n_seeds) and windows: (..., n_windows) resampled indices, one row per bootstrap sample
+    def resampled_mean(seeds, *windows, axis=-1):
+        # seeds: (..., n_seeds) and one (..., n_g) array per stratum: resampled indices, a row per bootstrap sample
         rows = m[seeds].mean(axis=-2)                                 # (..., n_windows): mean over drawn seeds
-        return np.take_along_axis(rows, windows, axis=-1).mean(axis=-1)
+        means = []
+        for columns, drawn in zip(groups, windows):
+            at = columns[drawn]                                       # window indices into the matrix's columns
+            lead = np.broadcast_shapes(rows.shape[:-1], at.shape[:-1])  # scipy's jackknife batches one sample only
+            picked = np.take_along_axis(np.broadcast_to(rows, lead + rows.shape[-1:]),
+                                        np.broadcast_to(at, lead + at.shape[-1:]), axis=-1)
+            means.append(picked.mean(axis=-1))
+        return np.mean(means, axis=0)
 
-    ci = stats.bootstrap((np.arange(m.shape[0]), np.arange(m.shape[1])), resampled_mean, paired=False,
-                         vectorized=True, batch=max(1, 2**22 // m.size), n_resamples=n_resamples,
+    ci = stats.bootstrap((np.arange(m.shape[0]), *(np.arange(len(g)) for g in groups)), resampled_mean,
+                         paired=False, vectorized=True, batch=max(1, 2**22 // m.size), n_resamples=n_resamples,
                          confidence_level=confidence_level, method=method,
                          rng=np.random.default_rng(rng_seed)).confidence_interval
-    return Interval(float(m.mean()), float(ci.low), float(ci.high))
+    return Interval(float(per_seed.mean()), float(ci.low), float(ci.high))
 
 # %% ../nbs/09_stats.ipynb #c08e3b32
 ALTERNATIVES = ("two-sided", "less", "greater")
@@ -262,23 +292,38 @@ TESTS = ("permutation", "t")
 RESAMPLING = ("crossed", "seed")
 
 
+def _stratum_labels(differences, strata) -> np.ndarray | None:
+    "A label per column: `strata` itself, or the values of the column level it names."
+    if strata is None or not isinstance(strata, str):
+        return None if strata is None else np.asarray(strata)
+    names = list(getattr(getattr(differences, "columns", None), "names", None) or [])
+    if strata not in names:
+        raise ValueError(f"strata {strata!r} is not a level of the differences' columns (levels: {names})")
+    return np.asarray(differences.columns.get_level_values(strata))
+
+
 def verdict(differences, expect: str, alpha: float = 0.05, *, metric: str = "", test: str = "permutation",
-            resample: str = "crossed", method: str = "BCa", n_resamples: int = 9999, rng_seed: int = 0) -> Verdict:
-    "Verdict on paired differences a - b: 1-D (one per seed) or seeds x windows (`paired_differences`)."
+            resample: str = "crossed", method: str = "BCa", n_resamples: int = 9999, rng_seed: int = 0,
+            strata=None) -> Verdict:
+    """Verdict on paired differences a - b: 1-D (one per seed) or seeds x windows (`paired_differences`); `strata`, a
+    column level's name or a label per column, makes each stratum weigh equally."""
     _check_claim(expect, alpha)
     if test not in TESTS:
         raise ValueError(f"test must be one of {TESTS}, got {test!r}")
     if resample not in RESAMPLING:
         raise ValueError(f"resample must be one of {RESAMPLING}, got {resample!r}")
+    labels = _stratum_labels(differences, strata)
     m = _matrix(differences)
     n_seeds, n_units = m.shape
-    per_seed = m.mean(axis=1)
+    per_seed = balanced_means(m, labels)
     level = 1 - alpha
     if resample == "crossed":
-        interval = crossed_bootstrap(m, method, level, n_resamples, rng_seed)
+        interval = crossed_bootstrap(m, method, level, n_resamples, rng_seed, labels)
     else:
         interval = paired_bootstrap(per_seed, method, level, n_resamples, rng_seed)
     over = "seeds and windows" if resample == "crossed" and n_units > 1 else "seeds"
+    if labels is not None:
+        over += f" ({strata if isinstance(strata, str) else 'strata'} weighing equally)"
     if test == "t":
         p, min_p = float(stats.ttest_1samp(per_seed, 0.0).pvalue), 0.0
         name = f"one-sample t over seeds; {method} bootstrap over {over}"

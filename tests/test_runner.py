@@ -342,3 +342,24 @@ def test_neutral_synthetic_changes_a_knob_but_keeps_the_budget(monkeypatch):
     assert recipe.seed == ablated.seed == 3 and ablated.strategy == "prefix"
     with pytest.raises(ValueError, match="target_tokens"):
         R.neutral_synthetic(profile, 3, target_tokens=100)
+
+
+def test_an_amendment_record_lists_every_comparison_and_flags_moved_labels():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("findings_diff", Path(__file__).parent.parent / "benchmarks" / "findings_diff.py")
+    fd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fd)
+    part = lambda label, est, metric: dict(label=label, estimate=est, ci_low=est - 0.01, ci_high=est + 0.01, p_value=0.03,
+                                           metric=metric)
+    finding = lambda *labels: dict(verdict="inconclusive", estimate=0.1, ci_low=0.0, ci_high=0.2, p_value=0.2,
+                                   evidence=[part(l, 0.1, "panel log-ppl") for l in labels])  # a metric shared twice
+    rows = fd.diff({"22_x.json": finding("reproduced", "inconclusive")}, {"22_x.json": finding("reproduced", "contradicted")})
+    assert [r["comparison"] for r in rows] == ["claim", "0: panel log-ppl", "1: panel log-ppl"]
+    assert [r["label_changed"] for r in rows] == [False, False, True]
+    assert rows[2]["before"]["label"] == "inconclusive" and rows[2]["after"]["label"] == "contradicted"
+    gone = fd.diff({"22_x.json": finding("reproduced")}, {})  # a finding that disappears is a change too
+    assert all(r["label_changed"] and r["after"] is None for r in gone)
+    for path in sorted((Path(__file__).parent.parent / "results" / "amendments").glob("*.json")):
+        record = json.loads(path.read_text())  # what the README reads
+        assert record["change"] and record["comparisons"] == len(record["rows"])
+        assert record["labels_changed"] == sum(r["label_changed"] for r in record["rows"])

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from calibsynth.stats import (RESAMPLING, Verdict, compare, correlation_verdict, crossed_bootstrap, decide,
-                              min_p_value, paired_bootstrap, paired_differences, paired_permutation,
+from calibsynth.stats import (RESAMPLING, Verdict, balanced_means, compare, correlation_verdict, crossed_bootstrap,
+                              decide, min_p_value, paired_bootstrap, paired_differences, paired_permutation,
                               simulate_comparison, spread_verdict, verdict)
 
 ALPHA = 0.05
@@ -87,6 +87,33 @@ def test_crossed_interval_widens_only_when_windows_favour_a_set():
         return (crossed.high - crossed.low) / (per_seed.high - per_seed.low)
     assert widths(0.2) > 1.5
     assert 0.8 < widths(0.0) < 1.3
+
+
+def two_corpora(effect_short, effect_long, rng_seed=0, n_seeds=6):
+    "A long table whose windows come from a 7-window corpus and a 16-window one, with their own true effects."
+    short = simulate_comparison(effect_short, n_seeds=n_seeds, n_windows=7, rng_seed=rng_seed).assign(eval_source="short")
+    long = simulate_comparison(effect_long, n_seeds=n_seeds, n_windows=16, rng_seed=rng_seed + 1).assign(eval_source="long")
+    return pd.concat([short, long], ignore_index=True)
+
+
+def test_strata_compare_the_corpus_balanced_means_a_run_reports():
+    table = two_corpora(-0.2, 0.0)
+    v = compare(table, "A", "B", "less", within=("eval_source", "window"), strata="eval_source")
+    means = table.groupby(["set", "eval_source"]).log_ppl.mean().groupby("set").mean()  # each corpus weighs 1/2
+    assert v.estimate == pytest.approx(means["A"] - means["B"], abs=1e-12)
+    pooled = compare(table, "A", "B", "less", within=("eval_source", "window"))
+    assert pooled.estimate == pytest.approx(table[table.set == "A"].log_ppl.mean() - table[table.set == "B"].log_ppl.mean())
+    assert abs(v.estimate) > abs(pooled.estimate) + 0.03  # the 7-window corpus carries the effect: pooling dilutes it
+    per_seed = balanced_means(paired_differences(table, "A", "B", within=("eval_source", "window")),
+                              ["long"] * 16 + ["short"] * 7)  # columns sort by corpus name
+    assert v.p_value == pytest.approx(paired_permutation(per_seed))
+
+
+def test_stratified_noise_is_inconclusive_at_the_stated_rate():
+    n = 60
+    labels = [compare(two_corpora(0.0, 0.0, rng_seed=300 + 2 * i), "A", "B", "less", within=("eval_source", "window"),
+                      strata="eval_source", n_resamples=999).label for i in range(n)]
+    assert np.mean([label != "inconclusive" for label in labels]) <= binomial_bound(n)
 
 
 def test_a_clear_effect_is_reproduced_and_the_opposite_claim_contradicted():
