@@ -149,6 +149,8 @@ def _groups(strata, n_columns: int) -> list[np.ndarray]:
     if strata is None:
         return [np.arange(n_columns)]
     labels = pd.Series(np.asarray(strata))
+    if labels.isna().any():
+        raise ValueError(f"strata has a missing label at window {int(np.flatnonzero(labels.isna())[0])}")
     if len(labels) != n_columns:
         raise ValueError(f"strata gives {len(labels)} labels for {n_columns} windows: one label per window")
     groups = {label: np.flatnonzero(labels.to_numpy() == label) for label in labels.unique()}
@@ -172,7 +174,7 @@ def crossed_bootstrap(matrix, method: str = "BCa", confidence_level: float = 0.9
     _check_resampling(method, confidence_level, n_resamples)
     groups = _groups(strata, m.shape[1])
     per_seed = balanced_means(m, strata)
-    if m.shape[1] == 1 or np.ptp(m) == 0:
+    if m.shape[1] == 1 or all(np.ptp(m[:, g]) == 0 for g in groups):  # nothing a resample could move
         return paired_bootstrap(per_seed, method, confidence_level, n_resamples, rng_seed)
 
     def resampled_mean(seeds, *windows, axis=-1):
@@ -181,10 +183,7 @@ def crossed_bootstrap(matrix, method: str = "BCa", confidence_level: float = 0.9
         means = []
         for columns, drawn in zip(groups, windows):
             at = columns[drawn]                                       # window indices into the matrix's columns
-            lead = np.broadcast_shapes(rows.shape[:-1], at.shape[:-1])  # scipy's jackknife batches one sample only
-            picked = np.take_along_axis(np.broadcast_to(rows, lead + rows.shape[-1:]),
-                                        np.broadcast_to(at, lead + at.shape[-1:]), axis=-1)
-            means.append(picked.mean(axis=-1))
+            means.append(np.take_along_axis(rows, at, axis=-1).mean(axis=-1))
         return np.mean(means, axis=0)
 
     ci = stats.bootstrap((np.arange(m.shape[0]), *(np.arange(len(g)) for g in groups)), resampled_mean,
