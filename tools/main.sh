@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up (idempotent), then reproduce every experiment of the paper on the embedded
-# default (the quick profile): executes nbs/10-18 in place, writes results/ and figures/. Resumable:
-# rerun the same command after an interruption and finished runs are skipped.
+# default (the quick profile): executes the experiment notebooks nbs/2*.ipynb in place, writes results/ and
+# figures/. Resumable: rerun the same command after an interruption and finished runs are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
