@@ -290,10 +290,15 @@ def experiment_notebooks(nbs_dir: Path, only: str | None = None) -> list[Path]:
     return found
 
 
-def execute_notebook(src: Path, dst: Path, timeout: int | None = None, env: dict | None = None) -> float:
-    "Execute `src` in a fresh kernel (cwd: `dst`'s folder, environment `env`), writing it atomically to `dst`."
+def execute_notebook(src: Path, dst: Path, timeout: int | None = None, env: dict | None = None,
+                     clean: Path | None = None) -> float:
+    """Execute `src` in a fresh kernel (cwd: `dst`'s folder, environment `env`), writing it atomically to `dst`;
+    with `clean` (a project folder), stripped as that project's `nbdev-clean` would strip it."""
     import nbformat
+    from fastcore.nbio import write_nb
     from nbclient import NotebookClient
+    from nbdev.clean import clean_nb
+    from nbdev.config import get_config
 
     from calibsynth.core import atomic_path
 
@@ -304,7 +309,14 @@ def execute_notebook(src: Path, dst: Path, timeout: int | None = None, env: dict
         client.execute(env=env)  # the kernel's environment; this process's stays as it was
     finally:  # a failed notebook is still written, with the error in its outputs
         with atomic_path(dst) as tmp:
-            nbformat.write(nb, tmp)
+            if clean is None:
+                nbformat.write(nb, tmp)
+            else:  # execution counts and timings out, so an unchanged notebook re-executes to the same bytes
+                cfg, plain = get_config(path=clean), json.loads(nbformat.writes(nb))
+                clean_nb(plain, cfg.clear_all, cfg.get("allowed_metadata_keys") or [],
+                         cfg.get("allowed_cell_metadata_keys") or [], cfg.clean_ids,
+                         cfg.get("allowed_out_metadata_keys") or [])
+                write_nb(plain, tmp)
     return time.perf_counter() - t0
 
 
@@ -348,7 +360,7 @@ def cmd_reproduce(args) -> int:
     for nb in notebooks:
         print(f"== {nb.name}", flush=True)
         try:
-            seconds = execute_notebook(nb, work / nb.name, timeout=args.cell_timeout, env=env)
+            seconds = execute_notebook(nb, work / nb.name, timeout=args.cell_timeout, env=env, clean=root)
         except CellExecutionError as e:
             print(f"calibsynth reproduce: {nb.name} failed (executed copy with the error: {work / nb.name}):\n"
                   f"{str(e)[-3000:]}", file=sys.stderr)

@@ -72,7 +72,7 @@ def test_reproduce_runs_experiment_notebooks_into_the_output_folder(tmp_path, ca
     (repo / "nbs").mkdir(parents=True)
     (repo / "pyproject.toml").write_text("")
     code = ("import os\nfrom pathlib import Path\nfrom calibsynth.runner import active_profile, output_dir\n"
-            "assert active_profile().name == 'smoke'\n(output_dir('figures') / '20_toy.png').write_bytes(b'png')")
+            "assert active_profile().name == 'smoke'\n(output_dir('figures') / '20_toy.png').write_bytes(b'png')\nprint('drawn')")
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)],
                                             metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}),
                    repo / "nbs" / "20_toy.ipynb")
@@ -83,7 +83,12 @@ def test_reproduce_runs_experiment_notebooks_into_the_output_folder(tmp_path, ca
     assert (out / "figures" / "20_toy.png").exists() and (out / "nbs" / "20_toy.ipynb").exists()
     assert (out / "results" / "reproduce_smoke.json").exists()
     executed = nbformat.read(out / "nbs" / "20_toy.ipynb", as_version=4)
-    assert executed.cells[0].execution_count == 1
+    assert executed.cells[0].outputs[0].text == "drawn\n"
+    # written as nbdev-clean leaves it: no execution counts or timings, so an unchanged notebook re-runs to the same bytes
+    assert executed.cells[0].execution_count is None and "execution" not in executed.cells[0].metadata
+    first = (out / "nbs" / "20_toy.ipynb").read_bytes()
+    assert main(["reproduce", "--profile", "smoke", "--repo", str(repo), "--out", str(out)]) == 0
+    assert (out / "nbs" / "20_toy.ipynb").read_bytes() == first
     assert "20_toy.ipynb" in capsys.readouterr().out
     # bad input is named before anything runs; a failing notebook stops the run with its name
     assert main(["reproduce", "--profile", "smoke", "--repo", str(repo), "--only", "11"]) == 2
