@@ -365,9 +365,10 @@ def cmd_reproduce(args) -> int:
             print(f"calibsynth reproduce: {nb.name} failed (executed copy with the error: {work / nb.name}):\n"
                   f"{str(e)[-3000:]}", file=sys.stderr)
             return 1
-        res = out / "results" / f"{nb.stem}.jsonl"
+        # the notebook's results tables: the first instrument's and the neutral protocol's (`<stem>-neutral.jsonl`)
+        tables = sorted((out / "results").glob(f"{nb.stem}*.jsonl"))
         figs = sorted(p.name for p in (out / "figures").glob(f"{nb.name[:3]}*.png"))  # none if the folder is missing
-        rows.append(dict(notebook=nb.name, seconds=round(seconds, 1), runs=len(read_results(res)) if res.exists() else 0,
+        rows.append(dict(notebook=nb.name, seconds=round(seconds, 1), runs=sum(len(read_results(t)) for t in tables),
                          figures=figs))
         print(f"   {seconds:.0f} s, {rows[-1]['runs']} runs, figures: {', '.join(figs) or '-'}", flush=True)
     total = time.perf_counter() - t_all
