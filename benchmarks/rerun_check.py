@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from calibsynth.core import atomic_write_json, read_jsonl, write_jsonl
-from calibsynth.runner import RunConfig, read_results, run_grid, unit_table, UNIT_PARTS
+from calibsynth.runner import RunConfig, read_results, rerun_is_stale as is_stale, run_grid, unit_table, UNIT_PARTS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -78,11 +78,6 @@ def unit_differences(old: dict, new: dict) -> dict:
         out[part] = dict(units=int(len(joined)), unmatched=int((joined["_merge"] != "both").sum()),
                          max_abs_diff=float(diff.max()), differing=int((diff > 0).sum()))
     return out
-
-
-def is_stale(checked: dict) -> bool:
-    "Whether a checked run's recomputed units differ from its committed row's (reports before `stale` was recorded too)."
-    return any(u["differing"] or u["unmatched"] for u in checked["units"].values())
 
 
 def rerun(row: dict, scratch: Path, replace: bool = False) -> dict:

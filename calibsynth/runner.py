@@ -39,7 +39,7 @@ __all__ = ['CODE_VERSION', 'DEFAULT_EVAL_SOURCES', 'DEFAULT_TASKS', 'DEFAULT_NEU
            'append_result', 'load_results', 'parse_shard', 'in_shard', 'merge_results', 'unit_table', 'measure',
            'run_grid', 'Profile', 'active_profile', 'repo_root', 'output_dir', 'synthetic_source', 'cached_table',
            'neutral_synthetic', 'regime_sparsity', 'text_sample', 'similarity_table', 'window_similarity_table',
-           'record_finding', 'markdown_table', 'findings_markdown', 'metric_disagreements']
+           'rerun_is_stale', 'record_finding', 'markdown_table', 'findings_markdown', 'metric_disagreements']
 
 # %% ../nbs/10_runner.ipynb #c7cb6b08
 # Literal on purpose, not `tuple(OFFLINE_SOURCES)` / `OFFLINE_TASKS`: these defaults enter every run id, and a
@@ -646,6 +646,11 @@ def window_similarity_table(model_spec: str, draws: Sequence[tuple[str, int]], n
     rows = [r for r in read_results(path) if (r["source"], r["seed"]) in wanted]
     return pd.DataFrame([dict(model=r["model"], source=r["source"], seed=r["seed"], window=i, n_tokens=window - 1,
                               **{c: r[c][i] for c in cols}) for r in rows for i in range(len(r["min_k_pp"]))])
+
+# %% ../nbs/10_runner.ipynb #2ab74404
+def rerun_is_stale(checked: dict) -> bool:
+    "Whether a run `benchmarks/rerun_check.py` recomputed differs from its committed row in any window or item."
+    return any(u["differing"] or u["unmatched"] for u in checked["units"].values())
 
 # %% ../nbs/10_runner.ipynb #aa875d3d
 from .stats import LABELS, Verdict
