@@ -9,6 +9,11 @@
 
     python benchmarks/evaluation_design.py            # about half an hour on 2 idle CPU cores
 
+The committed results/evaluation_design.json was measured with the calibration sampler of its time (windows drawn
+one by one, with replacement); the sampler now draws without reuse, so a rerun calibrates its three models on other
+windows. What the design takes from it, the spread of paired per-window differences, is a property of the panel's
+windows, not of which calibration windows were drawn.
+
 It writes results/evaluation_design.json (atomically, after every step). The notebook reads it; nbdev-test never
 runs this script.
 """

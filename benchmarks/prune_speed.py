@@ -1,6 +1,11 @@
 """Time and memory of `calibsynth.prune.prune` on an embedded model, and held-out perplexity after each
 method. Prints tables and writes JSON. Not a test: run it on an otherwise idle machine.
 
+`--quality` is an engine check, not the project's instrument: perplexity on the leading windows of the calibration
+corpus's held-out split (`calibsynth.evaluate.perplexity`), calibrated on the same corpus. The committed
+results/prune_benchmark.json was measured with the calibration sampler of its time (windows drawn one by one); the
+sampler now draws without reuse, so a rerun calibrates on other windows.
+
     python benchmarks/prune_speed.py --model smollm2-135m --n-samples 64 --seqlen 512 --speed
     python benchmarks/prune_speed.py --model smollm2-135m --quality --n-samples 32 --forward-dtype bfloat16
 """

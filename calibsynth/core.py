@@ -10,18 +10,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import numbers
 import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import torch
 
 # %% auto #0
-__all__ = ['cache_dir', 'require_writable_dir', 'atomic_path', 'atomic_dir', 'atomic_write_text', 'atomic_write_json',
-           'write_jsonl', 'append_jsonl', 'read_jsonl', 'sha256_file', 'hub_offline', 'resolve_device', 'show_progress']
+__all__ = ['CODE_VERSION', 'cache_dir', 'require_writable_dir', 'atomic_path', 'atomic_dir', 'atomic_write_text',
+           'atomic_write_json', 'write_jsonl', 'extend_jsonl', 'append_jsonl', 'read_jsonl', 'sha256_file',
+           'hub_offline', 'resolve_device', 'show_progress', 'check_int', 'json_digest', 'config_identity', 'repo_root']
 
 # %% ../nbs/00_core.ipynb #a9059b7c
 def cache_dir(*parts: str, create: bool = True) -> Path:
@@ -105,18 +108,23 @@ def write_jsonl(path: str | os.PathLike, records: Iterable, sort_keys: bool = Fa
     return Path(path)
 
 
-def append_jsonl(path: str | os.PathLike, row, sort_keys: bool = False) -> Path:
-    """Append `row` to `path` as one JSON line in one write, flushed and fsynced: a reader then sees the whole
-    line, or after a kill a torn last line that `read_jsonl` drops. A file not ending in a newline gets one first,
+def extend_jsonl(path: str | os.PathLike, rows: Iterable, sort_keys: bool = False) -> Path:
+    """Append `rows` to `path`, one JSON line each, in one write, flushed and fsynced: a reader then sees whole
+    lines, or after a kill a torn last line that `read_jsonl` drops. A file not ending in a newline gets one first,
     so rows never share a line."""
-    line = _json_line(row, sort_keys)
+    lines = b"".join(_json_line(row, sort_keys) for row in rows)
     with open(path, "a+b") as f:  # a+: writes go to the end; reading the last byte is allowed
         if f.seek(0, os.SEEK_END) and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
-            line = b"\n" + line
-        f.write(line)
+            lines = b"\n" + lines
+        f.write(lines)
         f.flush()
         os.fsync(f.fileno())
     return Path(path)
+
+
+def append_jsonl(path: str | os.PathLike, row, sort_keys: bool = False) -> Path:
+    "Append one row as one JSON line (`extend_jsonl` of one row)."
+    return extend_jsonl(path, [row], sort_keys)
 
 # %% ../nbs/00_core.ipynb #cf6b3311
 def read_jsonl(path: str | os.PathLike, repair: bool = False) -> list:
@@ -182,3 +190,32 @@ def show_progress(progress: bool | None) -> bool:
 
         return sys.stderr.isatty()
     return bool(progress)
+
+# %% ../nbs/00_core.ipynb #a7c31e02
+def check_int(name: str, value, minimum: int = 1, allow_none: bool = False) -> int | None:
+    "`value` as an int, or a ValueError naming `name` unless it is an integer (not a bool) of at least `minimum`."
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        what = {1: "a positive integer", 0: "a non-negative integer"}.get(minimum, f"an integer >= {minimum}")
+        raise ValueError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+# %% ../nbs/00_core.ipynb #a7c31e05
+CODE_VERSION = "1"
+
+
+def json_digest(obj, length: int = 16) -> str:
+    "The first `length` hex digits of the sha256 of `obj` as sorted-key JSON (values JSON cannot write, as `str`)."
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+def config_identity(config, baseline: dict) -> dict:
+    "The dataclass `config` as a dict, without each field of `baseline` whose value equals its baseline value."
+    return {k: v for k, v in asdict(config).items() if k not in baseline or v != baseline[k]}
+
+# %% ../nbs/00_core.ipynb #a7c31e08
+def repo_root(start: str | os.PathLike | None = None) -> Path | None:
+    "The nearest folder at or above `start` (default: cwd) holding both `pyproject.toml` and `nbs/`."
+    here = Path(start or Path.cwd()).resolve()
+    return next((p for p in (here, *here.parents) if (p / "pyproject.toml").exists() and (p / "nbs").is_dir()), None)

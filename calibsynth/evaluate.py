@@ -1,4 +1,5 @@
-"""Quality of a (pruned) model: language-model perplexity on held-out text.
+"""Quality of a (pruned) model: per-window log-perplexity on a neutral panel of held-out corpora and on the
+held-out text of the calibration domains, a neutral zero-shot suite, and lm-eval for the paper's tasks.
 
 Docs: https://calibsynth.github.io/calibsynth/evaluate.html.md"""
 
@@ -7,20 +8,33 @@ Docs: https://calibsynth.github.io/calibsynth/evaluate.html.md"""
 # %% ../nbs/08_evaluate.ipynb #bb98a0f4
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import math
-from typing import Sequence
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
 
+import numpy as np
+import pandas as pd
 import torch
 
+from .core import atomic_write_json, cache_dir, check_int, hub_offline, json_digest, sha256_file
 from .models import bos_id
-from .scoring import check_forward_dtype, perplexity_from_logprobs, score_windows
+from .scoring import check_forward_dtype, perplexity_from_logprobs, score_sequences, score_windows
+from .sources import (DOCUMENT_SEPARATOR, HELD_OUT_NGRAM, HOLD_OUT_AGAINST, OFFLINE_SOURCES, PANEL_SOURCES,
+                                _package_dir, build_source, check_source, cut_windows, load_texts, shares_ngram,
+                                token_stream, window_body, window_starts)
+from .stats import binomial_se
 
 # %% auto #0
-__all__ = ['DOCUMENT_SEPARATOR', 'PANEL_SEQLEN', 'PANEL_WINDOWS', 'OFFLINE_TASKS', 'HUB_TASKS', 'PROSE_SOURCES', 'DEFAULT_ITEMS',
-           'TASKS_VERSION', 'NEUTRAL_TASKS', 'N_CHOICES', 'NEUTRAL_ITEMS', 'perplexity', 'mean_sample_perplexity',
-           'token_stream', 'window_starts', 'random_windows', 'window_log_ppl', 'held_out_texts', 'window_capacity',
-           'evaluate_panel', 'source_means', 'panel_mean', 'leave_out_mean', 'build_task_items', 'build_tasks',
-           'evaluate_tasks', 'suite_items', 'choice_logliks', 'evaluate_suite', 'suite_accuracy']
+__all__ = ['PANEL_SEQLEN', 'PANEL_WINDOWS', 'HUB_TASKS', 'NEUTRAL_TASKS', 'SUITE_STREAMS', 'NEUTRAL_PANEL', 'SUITE_PANEL',
+           'N_CHOICES', 'NEUTRAL_ITEMS', 'perplexity', 'mean_sample_perplexity', 'window_log_ppl', 'held_out_texts',
+           'window_capacity', 'evaluate_panel', 'source_means', 'panel_mean', 'leave_out_mean', 'evaluate_tasks',
+           'suite_items', 'choice_logliks', 'evaluate_suite', 'suite_accuracy', 'Instrument', 'measure',
+           'compare_measurements', 'text_digest', 'data_digests']
 
 # %% ../nbs/08_evaluate.ipynb #6c801bb1
 def _leading_tokens(tokenizer, texts: list[str], need: int | None) -> list[int]:
@@ -57,10 +71,8 @@ def _windows(tokenizer, texts_or_ids, seqlen: int, max_windows: int | None) -> t
 def perplexity(model, tokenizer, texts_or_ids: Sequence[str] | torch.Tensor, seqlen: int = 512, batch_size: int = 8,
                max_windows: int | None = None, forward_dtype: str = "float32") -> float:
     "Perplexity over non-overlapping `seqlen` windows of the joined texts (BOS first and unscored where used)."
-    if not isinstance(seqlen, int) or seqlen <= 1:
-        raise ValueError(f"seqlen must be an integer > 1, got {seqlen!r}")
-    if not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int("seqlen", seqlen, minimum=2)
+    check_int("batch_size", batch_size)
     check_forward_dtype(forward_dtype, model)
     windows = _windows(tokenizer, texts_or_ids, seqlen, max_windows)
     skip = 1 if bos_id(tokenizer) is not None else 0  # the first target scored is the token after BOS
@@ -80,84 +92,6 @@ def mean_sample_perplexity(model, tokenizer, texts: Sequence[str], batch_size: i
         raise ValueError("no text has 2 or more tokens to score")
     return sum(ppl) / len(ppl)
 
-# %% ../nbs/08_evaluate.ipynb #51dd4c1a
-import hashlib
-import json
-from typing import Mapping
-
-import numpy as np
-import pandas as pd
-
-from .core import atomic_path, atomic_write_json, cache_dir, sha256_file
-
-DOCUMENT_SEPARATOR = "\n\n"  # the paper's loaders join documents with a blank line before tokenizing
-
-
-def _tokenizer_fingerprint(tokenizer) -> str | None:
-    "A hash of the tokenizer's whole definition (vocabulary, merges, normalizer): fast tokenizers only, else None."
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    return None if backend is None else hashlib.sha256(backend.to_str().encode()).hexdigest()
-
-
-def token_stream(tokenizer, texts: Sequence[str]) -> np.ndarray:
-    "Token ids (int64) of the non-empty texts joined by blank lines and tokenized as one stream; cached on disk."
-    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-        raise ValueError(f"texts must be a list of strings, got {type(texts).__name__}")
-    joined = DOCUMENT_SEPARATOR.join(t for t in texts if t.strip())
-    if not joined:
-        raise ValueError("texts hold no non-empty text")
-    fingerprint = _tokenizer_fingerprint(tokenizer)
-    path = None
-    if fingerprint is not None:  # a slow tokenizer has no definition to key the cache on: tokenized every time
-        digest = hashlib.sha256(fingerprint.encode())
-        digest.update(joined.encode())
-        path = cache_dir("tokens") / f"{digest.hexdigest()[:32]}.npy"
-        if path.exists():
-            return np.load(path)
-    ids = np.asarray(tokenizer(joined, add_special_tokens=False, verbose=False).input_ids, dtype=np.int64)
-    if path is not None:
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
-            np.save(f, ids)
-    return ids
-
-# %% ../nbs/08_evaluate.ipynb #5cddfea8
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def window_starts(n_tokens: int, length: int, n_windows: int, seed: int = 0) -> np.ndarray:
-    "Starts of `n_windows` windows of `length` tokens in a stream: one at a seeded uniform position in each of `n_windows` equal strata."
-    length, n_windows = _positive_int("length", length), _positive_int("n_windows", n_windows)
-    if n_windows * length > n_tokens:
-        raise ValueError(f"a stream of {n_tokens} tokens holds at most {n_tokens // length} non-overlapping windows "
-                         f"of {length} tokens, not n_windows={n_windows}")
-    edges = np.arange(n_windows + 1) * n_tokens // n_windows  # every stratum is at least `length` tokens long
-    return np.random.default_rng(seed).integers(edges[:-1], edges[1:] - length, endpoint=True)
-
-
-def _window_body(tokenizer, seqlen) -> int:
-    "Text tokens per window: `seqlen` less the BOS the tokenizer puts first; at least 2 (one to condition on, one to score)."
-    bos = int(bos_id(tokenizer) is not None)
-    if isinstance(seqlen, bool) or not isinstance(seqlen, (int, np.integer)) or seqlen < 2 + bos:
-        raise ValueError(f"seqlen must be an integer >= {2 + bos} for this tokenizer, got {seqlen!r}")
-    return int(seqlen) - bos
-
-
-def _cut(tokenizer, stream: np.ndarray, starts: np.ndarray, body: int) -> torch.Tensor:
-    rows = torch.from_numpy(np.stack([stream[s:s + body] for s in starts]))
-    bos = bos_id(tokenizer)
-    return rows if bos is None else torch.cat([torch.full((len(rows), 1), bos, dtype=torch.long), rows], dim=1)
-
-
-def random_windows(tokenizer, texts: Sequence[str], seqlen: int, n_windows: int, seed: int = 0) -> torch.Tensor:
-    "`n_windows` non-overlapping token windows [n, seqlen] spread over the whole stream of `texts` at seeded random positions (BOS first where the tokenizer adds one)."
-    body = _window_body(tokenizer, seqlen)
-    n_windows = _positive_int("n_windows", n_windows)
-    stream = token_stream(tokenizer, texts)
-    return _cut(tokenizer, stream, window_starts(len(stream), body, n_windows, seed), body)
-
 # %% ../nbs/08_evaluate.ipynb #c61e9a49
 def window_log_ppl(model, tokenizer, windows: torch.Tensor, forward_dtype: str | None = "float32",
                    batch_size: int = 8) -> np.ndarray:
@@ -170,14 +104,10 @@ def window_log_ppl(model, tokenizer, windows: torch.Tensor, forward_dtype: str |
     return (-logp.double().mean(dim=1)).float().numpy()
 
 # %% ../nbs/08_evaluate.ipynb #6fde9445
-from .sources import (HELD_OUT_NGRAM, OFFLINE_SOURCES, PANEL_SOURCES, build_source, check_source,
-                                load_texts, shares_ngram)
-
-
 def _calibration_version() -> str:
-    "A hash that changes whenever any calibration source's documents change."
+    "A hash that changes whenever the documents of a calibration split held-out text is checked against change."
     digest = hashlib.sha256(f"ngram={HELD_OUT_NGRAM}".encode())
-    for name in OFFLINE_SOURCES:
+    for name in HOLD_OUT_AGAINST:
         digest.update(sha256_file(build_source(name)).encode())
     return digest.hexdigest()[:16]
 
@@ -191,7 +121,7 @@ def held_out_texts(source: str) -> list[str]:
     if path.exists():
         keep = json.loads(path.read_text())
     else:
-        calib = (t for name in OFFLINE_SOURCES for t in load_texts(name, "calib"))
+        calib = (t for name in HOLD_OUT_AGAINST for t in load_texts(name, "calib"))
         keep = np.flatnonzero(~shares_ngram(texts, calib)).tolist()
         atomic_write_json(path, keep, indent=None)
     return [texts[i] for i in keep]
@@ -203,7 +133,7 @@ PANEL_WINDOWS = 64  # per panel source: chosen from the measured paired standard
 
 def window_capacity(tokenizer, source: str, seqlen: int = PANEL_SEQLEN) -> int:
     "How many non-overlapping windows of `seqlen` tokens the held-out text of `source` holds."
-    return len(token_stream(tokenizer, held_out_texts(source))) // _window_body(tokenizer, seqlen)
+    return len(token_stream(tokenizer, held_out_texts(source))) // window_body(tokenizer, seqlen)
 
 
 def evaluate_panel(model, tokenizer, sources: Sequence[str] = tuple(PANEL_SOURCES), seqlen: int = PANEL_SEQLEN,
@@ -217,8 +147,8 @@ def evaluate_panel(model, tokenizer, sources: Sequence[str] = tuple(PANEL_SOURCE
     counts = dict(n_windows) if isinstance(n_windows, Mapping) else {s: n_windows for s in sources}
     if missing := [s for s in sources if s not in counts]:
         raise ValueError(f"n_windows has no count for {missing}")
-    counts = {s: _positive_int(f"n_windows for {s!r}", counts[s]) for s in sources}
-    body = _window_body(tokenizer, seqlen)
+    counts = {s: check_int(f"n_windows for {s!r}", counts[s]) for s in sources}
+    body = window_body(tokenizer, seqlen)
     check_forward_dtype(forward_dtype, model)
     streams = {s: token_stream(tokenizer, held_out_texts(s)) for s in sources}
     for s, stream in streams.items():  # every source checked before the first forward
@@ -228,7 +158,7 @@ def evaluate_panel(model, tokenizer, sources: Sequence[str] = tuple(PANEL_SOURCE
     parts = []
     for s, stream in streams.items():
         starts = window_starts(len(stream), body, counts[s], seed)
-        log_ppl = window_log_ppl(model, tokenizer, _cut(tokenizer, stream, starts, body), forward_dtype, batch_size)
+        log_ppl = window_log_ppl(model, tokenizer, cut_windows(tokenizer, stream, starts, body), forward_dtype, batch_size)
         parts.append(pd.DataFrame(dict(source=s, kind=kinds[s], window=np.arange(len(starts)), start=starts, log_ppl=log_ppl)))
     return pd.concat(parts, ignore_index=True)
 
@@ -264,216 +194,41 @@ def leave_out_mean(df: pd.DataFrame, exclude: str | Sequence[str] = ("news",)) -
         raise ValueError(f"no calibration domain is left: the table holds {list(means.index)}, exclude={exclude}")
     return float(kept.mean())
 
-# %% ../nbs/08_evaluate.ipynb #8910b95b
-import functools
-import json
-import re
-from pathlib import Path
-
-import numpy as np
-
-from .core import atomic_write_text, cache_dir, hub_offline, write_jsonl
-
-OFFLINE_TASKS = ("cs_analogy", "cs_continuation", "cs_cloze", "cs_definition")
-HUB_TASKS = {"boolq": 0, "piqa": 0, "hellaswag": 0, "winogrande": 0, "arc_easy": 0, "arc_challenge": 0, "mmlu": 5}
-PROSE_SOURCES = ("news", "bible", "foldoc", "pydoc")
-DEFAULT_ITEMS = dict(cs_analogy=400, cs_continuation=200, cs_cloze=200, cs_definition=300)
-TASKS_VERSION = 1
-
-
-def _place(answer: str, distractors: list[str], position: int) -> tuple[list[str], int]:
-    choices = list(distractors[:3])
-    choices.insert(position % 4, answer)
-    return choices, position % 4
-
-
-def _analogy_questions() -> dict[str, list[list[str]]]:
-    "The questions of gensim's questions-words.txt by relation (`: capital-common-countries`, ...)."
-    from calibsynth.sources import _package_dir
-
-    path = _package_dir("gensim", "gensim") / "test" / "test_data" / "questions-words.txt"
-    pools, current = {}, None
-    for line in path.read_text().splitlines():
-        if line.startswith(":"):
-            current = line[1:].strip()
-            pools[current] = []
-        elif line.strip():
-            pools[current].append(line.split())
-    return pools
-
-
-def _analogy_items(n: int, rng: np.random.Generator) -> list[dict]:
-    sections = _analogy_questions()
-    pool = [(s, q) for s, qs in sections.items() for q in qs]
-    items = []
-    for i in rng.permutation(len(pool)):
-        sec, (a, b, c, d) = pool[int(i)]
-        answers = sorted({q[3] for q in sections[sec]} - {a, b, c, d})
-        if len(answers) < 3:
-            continue
-        distract = [answers[int(j)] for j in rng.choice(len(answers), 3, replace=False)]
-        choices, label = _place(" " + d, [" " + x for x in distract], len(items))
-        items.append(dict(context=f"{a} is to {b} as {c} is to", choices=choices, label=label, group=sec))
-        if len(items) == n:
-            break
-    return items
-
-
-def _words(text: str) -> list[str]:
-    return text.split()
-
-
-def _calib_ngrams(src: str, n: int = 13) -> set:
-    "Word n-grams of a source's calib split: an item sharing one with it is dropped (parallel passages exist)."
-    from calibsynth.sources import load_texts
-
-    return {tuple(w[i:i + n]) for w in map(_words, load_texts(src, "calib")) for i in range(len(w) - n + 1)}
-
-
-def _seen_in(words: list[str], grams: set, n: int = 13) -> bool:
-    return any(tuple(words[i:i + n]) in grams for i in range(len(words) - n + 1))
-
-
-def _continuation_items(n: int, rng: np.random.Generator, ctx: int = 40, cont: int = 12) -> list[dict]:
-    from calibsynth.sources import load_texts
-
-    per = -(-n // len(PROSE_SOURCES))
-    items = []
-    for src in PROSE_SOURCES:
-        grams = _calib_ngrams(src)
-        docs = [w for w in map(_words, load_texts(src, "eval")) if len(w) >= ctx + cont and not _seen_in(w[:ctx + cont], grams)]
-        order = [int(i) for i in rng.permutation(len(docs))]
-        for i in order[:per]:
-            others = [docs[int(j)] for j in rng.choice(len(docs), 4, replace=False) if int(j) != i][:3]
-            distract = [" " + " ".join(o[ctx:ctx + cont]) for o in others]
-            if len(distract) < 3:
-                continue
-            choices, label = _place(" " + " ".join(docs[i][ctx:ctx + cont]), distract, len(items))
-            items.append(dict(context=" ".join(docs[i][:ctx]), choices=choices, label=label, group=src))
-    return items[:n]
-
-
-def _cloze_items(n: int, rng: np.random.Generator, length: int = 40) -> list[dict]:
-    from calibsynth.sources import load_texts
-
-    per = -(-n // len(PROSE_SOURCES))
-    items = []
-    for src in PROSE_SOURCES:
-        passages, grams = [], _calib_ngrams(src)
-        for w in map(_words, load_texts(src, "eval")):
-            for start in range(0, len(w) - length, length):
-                last = re.sub(r"[^\w'-]+$", "", w[start + length - 1])
-                if re.fullmatch(r"[A-Za-z][a-z'-]{2,}", last) and not _seen_in(w[start:start + length], grams):
-                    passages.append((" ".join(w[start:start + length - 1]), last))
-        targets = sorted({t for _, t in passages})
-        for i in rng.permutation(len(passages))[:per]:
-            context, target = passages[int(i)]
-            pool = [t for t in (targets[int(j)] for j in rng.choice(len(targets), 6, replace=False)) if t != target]
-            if len(pool) < 3:
-                continue
-            choices, label = _place(" " + target, [" " + t for t in pool], len(items))
-            items.append(dict(context=context, choices=choices, label=label, group=src))
-    return items[:n]
-
-
-_ENTRY = re.compile(r"^([A-Z][a-z]{3,}) \\[^\\]+\\,?\s*(?:\([^)]*\),?\s*)?(?:n|a|v\. t|v\. i|adv)\.\s*(.*)$", re.S)
-
-
-def _definition(text: str) -> tuple[str, str] | None:
-    m = _ENTRY.match(text)
-    if not m:
-        return None
-    word, rest = m.group(1), m.group(2)
-    rest = re.sub(r"^(\s*(\[[^\]]*\]|\([^)]*\)|\d+\.|Etym:.*?\]))+", "", rest).strip()
-    definition = re.split(r"[.;]", rest, maxsplit=1)[0].strip()
-    if len(definition.split()) < 3 or word.lower() in definition.lower() or "{" in definition or "[" in definition:
-        return None
-    return word, definition
-
-
-def _definition_items(n: int, rng: np.random.Generator) -> list[dict]:
-    from calibsynth.sources import load_texts
-
-    pairs, seen = [], set()
-    for text in load_texts("dictionary", "eval"):
-        d = _definition(text)
-        if d and d[0] not in seen:
-            seen.add(d[0])
-            pairs.append(d)
-    words = [w for w, _ in pairs]
-    items = []
-    for i in rng.permutation(len(pairs))[:n]:
-        word, definition = pairs[int(i)]
-        pool = [words[int(j)] for j in rng.choice(len(words), 4, replace=False) if words[int(j)] != word][:3]
-        choices, label = _place(" " + word, [" " + w for w in pool], len(items))
-        items.append(dict(context=f"Definition: {definition}.\nWord:", choices=choices, label=label, group="gcide"))
-    return items
-
-
-_BUILDERS = dict(cs_analogy=_analogy_items, cs_continuation=_continuation_items, cs_cloze=_cloze_items,
-                 cs_definition=_definition_items)
-
-
-def build_task_items(task: str, n: int, seed: int = 0) -> list[dict]:
-    "The items of one offline task: deterministic for (task, n, seed), duplicates removed."
-    if task not in _BUILDERS:
-        raise ValueError(f"unknown offline task {task!r}; offline tasks: {list(OFFLINE_TASKS)}")
-    rng = np.random.default_rng([seed, OFFLINE_TASKS.index(task)])
-    items, seen = [], set()
-    for it in _BUILDERS[task](n, rng):
-        if it["context"] not in seen and len(set(it["choices"])) == 4:
-            seen.add(it["context"])
-            items.append(it)
-    for k, it in enumerate(items):  # re-balance the answer position after removals
-        answer = it["choices"][it["label"]]
-        rest = [c for j, c in enumerate(it["choices"]) if j != it["label"]]
-        it["choices"], it["label"] = _place(answer, rest, k)
-    return items
-
-
-def build_tasks(n_items: dict | None = None, seed: int = 0) -> Path:
-    "Write every offline task's JSONL and rendered YAML into the cache; returns the include path for lm-eval."
-    n_items = {**DEFAULT_ITEMS, **(n_items or {})}
-    key = "-".join(f"{n_items[t]}" for t in OFFLINE_TASKS)
-    out = cache_dir("tasks", f"v{TASKS_VERSION}-s{seed}-{key}")
-    templates = Path(__file__).parent / "tasks"
-    for task in OFFLINE_TASKS:
-        data = out / f"{task}.jsonl"
-        if not data.exists():
-            write_jsonl(data, build_task_items(task, n_items[task], seed))
-        yaml = (templates / f"{task}.yaml").read_text().replace("{data_file}", str(data))
-        atomic_write_text(out / f"{task}.yaml", yaml)
-    return out
-
 # %% ../nbs/08_evaluate.ipynb #f4db19ed
+HUB_TASKS = {"boolq": 0, "piqa": 0, "hellaswag": 0, "winogrande": 0, "arc_easy": 0, "arc_challenge": 0, "mmlu": 5}
+
+
 @functools.lru_cache(maxsize=4)
-def _task_manager(include_path: Path):
+def _task_manager(include_path: str | None):
     "lm-eval indexes its thousands of task YAMLs when a TaskManager is made: once per process is enough."
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=str(include_path), verbosity="ERROR")
+    return TaskManager(include_path=include_path, verbosity="ERROR")
 
 
-def evaluate_tasks(model, tokenizer, tasks: Sequence[str] = OFFLINE_TASKS, limit: int | None = None,
-                   batch_size: int = 16, n_items: dict | None = None, seed: int = 0,
-                   forward_dtype: str = "float32") -> dict:
+def evaluate_tasks(model, tokenizer, tasks: Sequence[str], limit: int | None = None, batch_size: int = 16,
+                   include_path: str | Path | None = None, forward_dtype: str = "float32") -> dict:
     """Zero-shot accuracy through lm-eval on the in-memory model: per task acc/acc_norm (+ stderr) and the
     average. `forward_dtype='bfloat16'` evaluates a bf16 copy of a float32 model (the model is not changed)."""
     tasks = [tasks] if isinstance(tasks, str) else list(tasks)
-    valid = list(OFFLINE_TASKS) + list(HUB_TASKS)
-    unknown = [t for t in tasks if t not in valid]
-    if not tasks or unknown:
-        raise ValueError(f"unknown task(s) {unknown or tasks!r}; tasks: {valid}")
-    if limit is not None and (not isinstance(limit, int) or limit <= 0):
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
-    hub = [t for t in tasks if t in HUB_TASKS]
-    if hub and hub_offline():
-        raise ConnectionError(f"hub tasks {hub} need the dataset hub, which is unreachable here; "
-                              f"offline tasks: {list(OFFLINE_TASKS)}")
-    import lm_eval
-    from lm_eval.models.huggingface import HFLM
+    if not tasks:
+        raise ValueError(f"name at least one task; the paper's: {list(HUB_TASKS)}")
+    limit = check_int("limit", limit, allow_none=True)
     if forward_dtype not in ("float32", "bfloat16"):
         raise ValueError(f"forward_dtype must be 'float32' or 'bfloat16', got {forward_dtype!r}")
+    manager = _task_manager(None if include_path is None else str(Path(include_path).resolve()))
+    if unknown := [t for t in tasks if t not in manager.all_tasks]:
+        raise ValueError(f"lm-eval knows no task {unknown}; the paper's: {list(HUB_TASKS)}, or a YAML of your own "
+                         "in include_path")
+    local = set()
+    if include_path is not None:
+        local = {Path(y).stem for y in Path(include_path).glob("*.yaml")}
+    if (hub := [t for t in tasks if t not in local]) and hub_offline():
+        raise ConnectionError(f"tasks {hub} need the dataset hub, which is unreachable here; give tasks of your own "
+                              "through include_path, or use the offline suite (evaluate_suite)")
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
     if forward_dtype == "bfloat16" and next(model.parameters()).dtype != torch.bfloat16:
         import copy
 
@@ -481,7 +236,6 @@ def evaluate_tasks(model, tokenizer, tasks: Sequence[str] = OFFLINE_TASKS, limit
     device = next(model.parameters()).device
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device),
               add_bos_token=bos_id(tokenizer) is not None)
-    manager = _task_manager(build_tasks(n_items, seed))
     results = {}
     for few in sorted({HUB_TASKS.get(t, 0) for t in tasks}):
         group = [t for t in tasks if HUB_TASKS.get(t, 0) == few]
@@ -490,10 +244,9 @@ def evaluate_tasks(model, tokenizer, tasks: Sequence[str] = OFFLINE_TASKS, limit
         for t in group:
             r, n = out["results"][t], out["n-samples"][t]["effective"]
             results[t] = dict(n=n)
-            for metric in ("acc", "acc_norm"):
-                p = r[f"{metric},none"]
-                # the closed-form standard error of a mean of 0/1 scores (lm-eval's mean_stderr)
-                results[t] |= {metric: p, f"{metric}_stderr": math.sqrt(p * (1 - p) / max(n - 1, 1))}
+            for metric in ("acc", "acc_norm"):  # a task may define acc only (boolq)
+                if (p := r.get(f"{metric},none")) is not None:
+                    results[t] |= {metric: p, f"{metric}_stderr": float(binomial_se(p, n))}  # lm-eval's mean_stderr
     accs = [results[t]["acc"] for t in tasks]
     results["average"] = dict(acc=sum(accs) / len(accs),
                               acc_stderr=math.sqrt(sum(results[t]["acc_stderr"] ** 2 for t in tasks)) / len(tasks))
@@ -501,8 +254,29 @@ def evaluate_tasks(model, tokenizer, tasks: Sequence[str] = OFFLINE_TASKS, limit
 
 # %% ../nbs/08_evaluate.ipynb #a96236d4
 NEUTRAL_TASKS = ("neutral_analogy", "neutral_continuation", "neutral_cloze", "neutral_definition")
+SUITE_STREAMS = dict(zip(NEUTRAL_TASKS, range(4)))  # each task's random stream: never renumbered
+# Literal, not `tuple(PANEL_SOURCES)`: the neutral panel every measurement scores by default, and the corpora the
+# continuation and cloze items come from; a panel corpus registered later changes neither.
+NEUTRAL_PANEL = ("manuals", "fortunes", "devil")
+SUITE_PANEL = NEUTRAL_PANEL
 N_CHOICES = 4
 NEUTRAL_ITEMS = dict.fromkeys(NEUTRAL_TASKS, 60)  # per task: chosen in "How many items" below
+
+
+def _analogy_questions() -> dict[str, list[list[str]]]:
+    "The questions of gensim's questions-words.txt by relation (`: capital-common-countries`, ...)."
+    pools, current = {}, None
+    for line in _analogy_file().read_text().splitlines():
+        if line.startswith(":"):
+            current = line[1:].strip()
+            pools[current] = []
+        elif line.strip():
+            pools[current].append(line.split())
+    return pools
+
+
+def _analogy_file() -> Path:
+    return _package_dir("gensim", "gensim") / "test" / "test_data" / "questions-words.txt"
 
 
 def _interleave(pools: dict[str, list], rng: np.random.Generator) -> list[tuple[str, object]]:
@@ -553,7 +327,7 @@ def _neutral_analogy(n: int, rng: np.random.Generator) -> list[dict]:
 
 
 def _neutral_continuation(n: int, rng: np.random.Generator, context: int = 30, ending: int = 10) -> list[dict]:
-    pools = {s: [p for t in load_texts(s, "eval") for p in _passages(t, context + ending)] for s in PANEL_SOURCES}
+    pools = {s: [p for t in load_texts(s, "eval") for p in _passages(t, context + ending)] for s in SUITE_PANEL}
     endings = {s: [" " + " ".join(p[context:]) for p in ps] for s, ps in pools.items()}
 
     def make(group, passage):
@@ -568,8 +342,8 @@ _CLOZE_TARGET = re.compile(r"[a-z][a-z'-]{2,}")
 
 
 def _neutral_cloze(n: int, rng: np.random.Generator, length: int = 30) -> list[dict]:
-    pools = {s: [] for s in PANEL_SOURCES}
-    for s in PANEL_SOURCES:
+    pools = {s: [] for s in SUITE_PANEL}
+    for s in SUITE_PANEL:
         for t in load_texts(s, "eval"):
             for p in _passages(t, length):
                 last = re.sub(r"[^\w'-]+$", "", p[-1])
@@ -605,15 +379,16 @@ def _neutral_definition(n: int, rng: np.random.Generator) -> list[dict]:
     return _first(_interleave({"devil": words}, rng), n, make)
 
 
-_SUITE_BUILDERS = dict(zip(NEUTRAL_TASKS, (_neutral_analogy, _neutral_continuation, _neutral_cloze, _neutral_definition)))
+_SUITE_BUILDERS = {"neutral_analogy": _neutral_analogy, "neutral_continuation": _neutral_continuation,
+                   "neutral_cloze": _neutral_cloze, "neutral_definition": _neutral_definition}
 
 
 def suite_items(task: str, n: int, seed: int = 0) -> list[dict]:
     "The first `n` items of a neutral task's stratified shuffle: deterministic for (task, n, seed); a prefix of any larger `n`."
     if task not in _SUITE_BUILDERS:
         raise ValueError(f"unknown neutral task {task!r}; neutral tasks: {list(NEUTRAL_TASKS)}")
-    n = _positive_int("n", n)
-    built = _SUITE_BUILDERS[task](n, np.random.default_rng([seed, NEUTRAL_TASKS.index(task)]))
+    n = check_int("n", n)
+    built = _SUITE_BUILDERS[task](n, np.random.default_rng([seed, SUITE_STREAMS[task]]))
     if len(built) < n:
         raise ValueError(f"{task} has {len(built)} items, fewer than n={n}")
     items = []
@@ -624,9 +399,6 @@ def suite_items(task: str, n: int, seed: int = 0) -> list[dict]:
     return items
 
 # %% ../nbs/08_evaluate.ipynb #4ee6f613
-from .scoring import score_sequences
-
-
 def choice_logliks(model, tokenizer, items: Sequence[dict], forward_dtype: str | None = "float32",
                    batch_size: int = 32) -> np.ndarray:
     "Log-likelihood [items, choices] of each choice after its item's context (lm-eval's multiple-choice convention)."
@@ -671,8 +443,122 @@ def suite_accuracy(df: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"the table lacks columns {sorted(missing)}: pass the table evaluate_suite returns")
     out = df.groupby("task", sort=False).agg(n=("correct", "size"), acc=("correct", "mean"), acc_norm=("correct_norm", "mean"))
     for metric in ("acc", "acc_norm"):
-        p = out[metric]
-        out[f"{metric}_se"] = np.sqrt(p * (1 - p) / (out["n"] - 1).clip(lower=1))
+        out[f"{metric}_se"] = binomial_se(out[metric], out["n"])
     out["chance"] = 1 / N_CHOICES
     out["z"] = (out["acc"] - out["chance"]) / out["acc_se"]
     return out
+
+# %% ../nbs/08_evaluate.ipynb #9e1a0b02
+@dataclass(frozen=True)
+class Instrument:
+    "What a measurement scores: panel corpora, domains (named sources or files of texts) and suite tasks, and how."
+    panel_sources: tuple = NEUTRAL_PANEL
+    panel_windows: int = PANEL_WINDOWS
+    domains: tuple = ()  # more held-out text, e.g. the calibration domains or a user's own file
+    domain_windows: int = 16  # at most; a short text gives all it holds
+    seqlen: int = PANEL_SEQLEN
+    tasks: tuple = ()  # neutral suite tasks
+    task_limit: int = 60  # items per task
+    forward_dtype: str | None = "bfloat16"
+
+    def __post_init__(self):
+        for name in ("panel_sources", "domains", "tasks"):
+            value = getattr(self, name)
+            if isinstance(value, str) or len(set(value)) != len(value):
+                raise ValueError(f"Instrument.{name} must be a tuple of distinct names, got {value!r}")
+        if not self.panel_sources and not self.domains:
+            raise ValueError("an Instrument scores at least one panel corpus or domain")
+        for name in ("panel_windows", "domain_windows", "seqlen", "task_limit"):
+            check_int(f"Instrument.{name}", getattr(self, name))
+        if bad := [t for t in self.tasks if t not in NEUTRAL_TASKS]:
+            raise ValueError(f"Instrument.tasks are neutral tasks {list(NEUTRAL_TASKS)}, not {bad}")
+
+
+def _per_source(table: pd.DataFrame, value: str = "log_ppl") -> dict[str, list[float]]:
+    return {s: [round(float(v), 5) for v in part[value]] for s, part in table.groupby("source", sort=False)}
+
+
+def measure(model, tokenizer, instrument: Instrument, exclude: Sequence[str] = ()) -> dict:
+    """The quality of a (pruned) model on `instrument`: per-source and mean log-perplexities of the panel and the
+    domains (`leave_out`: over the domains but `exclude`), suite accuracy, and every window's and item's score."""
+    i = instrument
+    score = lambda sources, windows: evaluate_panel(model, tokenizer, sources, i.seqlen, windows, seed=0,
+                                                    forward_dtype=i.forward_dtype)
+    out, units = {}, {}
+    if i.panel_sources:
+        panel = score(i.panel_sources, i.panel_windows)
+        panel_means = source_means(panel)
+        out |= dict(panel_log_ppl=panel_means.round(6).to_dict(), panel_mean=float(panel_means.mean()))
+        units["panel"] = _per_source(panel)
+    if i.domains:
+        domain_windows = {s: min(i.domain_windows, window_capacity(tokenizer, s, i.seqlen)) for s in i.domains}
+        domains = score(i.domains, domain_windows)
+        domain_means = source_means(domains)
+        kept = [s for s in i.domains if s not in exclude]
+        out |= dict(domain_log_ppl=domain_means.round(6).to_dict(),
+                    leave_out=float(domain_means[kept].mean()) if kept else None)
+        units["domains"] = _per_source(domains)
+    out["units"] = units
+    if i.tasks:
+        suite = evaluate_suite(model, tokenizer, i.tasks, i.task_limit, seed=0, forward_dtype=i.forward_dtype)
+        acc = float(suite.correct.mean())
+        out |= dict(acc=acc, acc_stderr=float(binomial_se(acc, len(suite))),
+                    tasks=suite.groupby("task", sort=False).correct.mean().to_dict())
+        units["suite"] = {t: part.correct.astype(int).tolist() for t, part in suite.groupby("task", sort=False)}
+    return out
+
+# %% ../nbs/08_evaluate.ipynb #9e1a0b05
+def compare_measurements(before: dict, after: dict, part: str = "panel") -> pd.DataFrame:
+    "Per source of `part` ('panel' or 'domains') and for their mean: log-ppl before and after, ratio, difference [95% CI]."
+    from calibsynth.stats import paired_bootstrap, stratified_bootstrap
+
+    a, b = before["units"].get(part), after["units"].get(part)
+    if not a or a.keys() != (b or {}).keys() or any(len(a[s]) != len(b[s]) for s in a):
+        raise ValueError(f"the two measurements do not hold the same {part!r} windows: measure both with one Instrument")
+    a = {s: a[s] for s in b}  # the order the instrument names them in (a manifest read back sorts its keys)
+    rows = []
+    for s in a:
+        d = np.subtract(b[s], a[s])
+        ci = paired_bootstrap(d)
+        rows.append(dict(source=s, windows=len(d), before=float(np.mean(a[s])), after=float(np.mean(b[s])),
+                         difference=ci.estimate, ci_low=ci.low, ci_high=ci.high))
+    labels = np.concatenate([[s] * len(a[s]) for s in a])
+    d = np.concatenate([np.subtract(b[s], a[s]) for s in a])
+    ci = stratified_bootstrap(d, labels)
+    rows.append(dict(source="mean", windows=len(d), before=float(np.mean([np.mean(a[s]) for s in a])),
+                     after=float(np.mean([np.mean(b[s]) for s in a])), difference=ci.estimate, ci_low=ci.low,
+                     ci_high=ci.high))
+    out = pd.DataFrame(rows).set_index("source")
+    out.insert(2, "ppl_ratio", np.exp(out.after - out.before))
+    return out
+
+# %% ../nbs/08_evaluate.ipynb #9e1a0b08
+def text_digest(texts: Sequence[str]) -> str:
+    "sha256 (16 hex digits) of the non-empty texts joined as `token_stream` joins them."
+    return hashlib.sha256(DOCUMENT_SEPARATOR.join(t for t in texts if t.strip()).encode()).hexdigest()[:16]
+
+
+def _task_inputs(task: str) -> list[str]:
+    "The texts a suite task's items come from, as digests."
+    if task == "neutral_analogy":
+        return [sha256_file(_analogy_file())[:16]]
+    if task == "neutral_definition":
+        return [text_digest(load_texts("devil", "eval"))]
+    return [text_digest(load_texts(s, "eval")) for s in SUITE_PANEL]
+
+
+@functools.lru_cache(maxsize=None)
+def _source_digest(source: str) -> str:
+    return text_digest(held_out_texts(source))
+
+
+@functools.lru_cache(maxsize=256)
+def _digests(instrument: Instrument) -> tuple:
+    out = {f"panel:{s}": _source_digest(s) for s in instrument.panel_sources}
+    out |= {f"domain:{s}": _source_digest(s) for s in instrument.domains}
+    return tuple((out | {f"task:{t}": json_digest(_task_inputs(t)) for t in instrument.tasks}).items())
+
+
+def data_digests(instrument: Instrument) -> dict[str, str]:
+    "A digest of every piece of evaluation data `instrument` reads: 'panel:NAME', 'domain:NAME', 'task:NAME'."
+    return dict(_digests(instrument))

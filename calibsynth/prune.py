@@ -22,7 +22,7 @@ from accelerate.utils import send_to_device
 from torch import nn
 from tqdm.auto import tqdm
 
-from .core import resolve_device
+from .core import check_int, resolve_device
 from .kernels import nm_mask, outlier_ratio, row_prune_mask, wanda_mask
 
 # %% auto #0
@@ -680,8 +680,7 @@ def prune(model: nn.Module, calib_ids: torch.Tensor | None, method: str, sparsit
         model, calib_ids, method, sparsity, pattern, allocation, options)
     if forward_dtype not in ("float32", "bfloat16"):
         raise ValueError(f"forward_dtype must be 'float32' or 'bfloat16', got {forward_dtype!r}")
-    if not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int("batch_size", batch_size)
     dev = resolve_device(device)
     compute_dtype = torch.bfloat16 if forward_dtype == "bfloat16" else torch.float32
     if dev.type == "cuda":

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .core import check_int
 from .models import padded_batches
 
 # %% auto #0
@@ -88,10 +89,8 @@ def _decoder_and_head(model):
 
 
 def _check_chunk(batch_size, chunk):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk <= 0):
-        raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
+    check_int("batch_size", batch_size)
+    check_int("chunk", chunk, allow_none=True)
 
 
 def _score_batch(model, ids, mask, forward_dtype, stats, chunk) -> dict[str, torch.Tensor]:

@@ -8,9 +8,7 @@ Docs: https://calibsynth.github.io/calibsynth/similarity.html.md"""
 # %% ../nbs/05_similarity.ipynb #15d02b66
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -18,14 +16,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .core import check_int
 from .scoring import score_sequences, score_windows, text_token_ids
+from .sources import word_ngrams
 from .stats import paired_bootstrap
-from .synth import windows_without_reuse
 
 # %% auto #0
-__all__ = ['token_scores', 'min_k_mean', 'min_k_prob', 'min_k_plus_plus', 'membership_scores', 'similarity_windows',
-           'window_scores', 'roc_auc', 'train_tiny_lm', 'ngram_overlap', 'embed', 'embedding_similarity', 'summarize',
-           'summarize_with_ci', 'score_correlations']
+__all__ = ['token_scores', 'min_k_mean', 'min_k_prob', 'min_k_plus_plus', 'membership_scores', 'window_scores', 'train_tiny_lm',
+           'ngram_overlap', 'embed', 'embedding_similarity', 'summarize', 'summarize_with_ci', 'score_correlations']
 
 # %% ../nbs/05_similarity.ipynb #8d504343
 def _check_k(k):
@@ -76,12 +74,6 @@ def membership_scores(model, tokenizer, texts: Sequence[str], k: float = 0.5, **
     return {"min_k": [min_k_mean(s["logp"], k) for s in scores], "min_k_pp": [min_k_mean(s["z"], k) for s in scores]}
 
 # %% ../nbs/05_similarity.ipynb #c1a0e7b4
-def similarity_windows(tokenizer, texts: Sequence[str], n_windows: int = 128, window: int = 128,
-                       seed: int = 0) -> torch.LongTensor:
-    "`n_windows` windows of `window` tokens at seeded random, non-overlapping positions across `texts` [n_windows, window]."
-    return windows_without_reuse(tokenizer, texts, n_windows, window, seed)
-
-
 def window_scores(model, tokenizer, windows: torch.Tensor, k: float = 0.5, forward_dtype: str | None = "float32",
                   batch_size: int = 8) -> pd.DataFrame:
     "Per window: `min_k`, `min_k_pp`, mean next-token `entropy` and mean `nll` of its `n_tokens` scored tokens."
@@ -98,12 +90,6 @@ def window_scores(model, tokenizer, windows: torch.Tensor, k: float = 0.5, forwa
                              entropy=(-s["mu"]).mean(1).numpy(), nll=-logp.mean(1)))
 
 # %% ../nbs/05_similarity.ipynb #4e6a7cf7
-def roc_auc(members: Sequence[float], nonmembers: Sequence[float]) -> float:
-    "P(member score > non-member score), ties counted half (the Mann-Whitney statistic)."
-    a, b = np.asarray(members)[:, None], np.asarray(nonmembers)[None, :]
-    return float(((a > b).sum() + 0.5 * (a == b).sum()) / (a.size * b.size))
-
-
 def train_tiny_lm(texts: Sequence[str], steps: int = 150, seed: int = 0, max_chars: int = 128, lr: float = 3e-3,
                   hidden: int = 64):
     "Train a tiny byte-level LLaMA from scratch on `texts` (truncated to `max_chars`) until it has learned them."
@@ -123,28 +109,16 @@ def train_tiny_lm(texts: Sequence[str], steps: int = 150, seed: int = 0, max_cha
     return model.eval(), tok, loss.item()
 
 # %% ../nbs/05_similarity.ipynb #eccb030a
-_WORD = re.compile(r"\w+")
-
-
-def _ngram_hashes(text: str, n: int) -> list[bytes]:
-    words = _WORD.findall(text.lower())
-    return [hashlib.blake2b(" ".join(words[i:i + n]).encode(), digest_size=8).digest() for i in range(len(words) - n + 1)]
-
-
 def ngram_overlap(texts: Sequence[str], reference_texts: Iterable[str], n: int = 13) -> list[float]:
     "Per text, the share of its word n-grams found in the (streamed) reference corpus; NaN if it has none."
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = check_int("n", n)
     if isinstance(texts, str) or not len(texts):
         raise ValueError("texts must be a non-empty list of strings")
-    query = [_ngram_hashes(t, n) for t in texts]
-    wanted = set().union(*map(set, query))
-    found = set()
-    for ref in reference_texts:
-        for h in _ngram_hashes(ref, n):
-            if h in wanted:
-                found.add(h)
-    return [sum(h in found for h in q) / len(q) if q else math.nan for q in query]
+    query = [list(word_ngrams(t, n)) for t in texts]
+    wanted, found = set().union(*map(set, query)), set()
+    for ref in reference_texts:  # streamed: only the query's n-grams are held
+        found |= wanted.intersection(word_ngrams(ref, n))
+    return [sum(g in found for g in q) / len(q) if q else math.nan for q in query]
 
 # %% ../nbs/05_similarity.ipynb #66de4478
 _EMBEDDER = {}

@@ -1,6 +1,6 @@
 """Calibration and evaluation text: six offline corpora of different domains built from packages, a
 neutral evaluation panel of three held-out corpora, the paper's hub corpora by name, and any file
-of texts; plus the paper's window sampler.
+of texts; and the one sampler of token windows, for calibration and for evaluation.
 
 Docs: https://calibsynth.github.io/calibsynth/sources.html.md"""
 
@@ -9,7 +9,6 @@ Docs: https://calibsynth.github.io/calibsynth/sources.html.md"""
 # %% ../nbs/02_sources.ipynb #e9c9e306
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 import importlib.metadata
@@ -22,25 +21,28 @@ import shutil
 import subprocess
 import sysconfig
 import unicodedata
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 
-from .core import atomic_write_json, cache_dir, hub_offline, read_jsonl, sha256_file, write_jsonl
+from .core import (atomic_path, atomic_write_json, cache_dir, check_int, hub_offline, read_jsonl, repo_root,
+                             sha256_file, write_jsonl)
 from .models import bos_id
 
 # %% auto #0
 __all__ = ['EVAL_FRACTION', 'SPLITS', 'MIN_DOC_CHARS', 'INFO_MANUALS', 'FORTUNE_FILES', 'MIN_LETTER_SHARE', 'OFFLINE_SOURCES',
-           'HUB_SOURCES', 'FILE_SUFFIXES', 'PANEL_SOURCES', 'HELD_OUT_NGRAM', 'HUB_DEFAULT_LIMIT', 'SYN_PREFIX',
-           'normalize_text', 'reflow', 'split_of', 'prepare_documents', 'read_dictd', 'read_news', 'read_bible',
-           'read_pydoc', 'read_code', 'info_files', 'read_info', 'read_info_manuals', 'fortune_files', 'read_fortunes',
-           'OfflineSource', 'HubSource', 'PanelSource', 'list_sources', 'word_ngrams', 'shares_ngram', 'source_path',
-           'build_source', 'source_manifest', 'HubUnavailableError', 'load_hub_texts', 'read_text_file',
-           'synthetic_path', 'synthetic_name', 'check_source', 'load_texts', 'choose_mode', 'sample_calibration']
+           'HUB_SOURCES', 'FILE_SUFFIXES', 'PANEL_SOURCES', 'HELD_OUT_NGRAM', 'HOLD_OUT_AGAINST', 'HUB_DEFAULT_LIMIT',
+           'SYN_PREFIX', 'DOCUMENT_SEPARATOR', 'PLACEMENTS', 'normalize_text', 'reflow', 'split_of',
+           'prepare_documents', 'read_dictd', 'read_news', 'read_bible', 'read_pydoc', 'read_code', 'info_files',
+           'read_info', 'read_info_manuals', 'fortune_files', 'read_fortunes', 'OfflineSource', 'HubSource',
+           'PanelSource', 'list_sources', 'word_ngrams', 'shares_ngram', 'source_path', 'build_source',
+           'source_manifest', 'HubUnavailableError', 'load_hub_texts', 'read_text_file', 'synthetic_path',
+           'synthetic_name', 'committed_synthetic_path', 'synthetic_file', 'check_source', 'load_texts', 'token_stream',
+           'window_body', 'window_starts', 'cut_windows', 'random_windows', 'calibration_pool', 'synthetic_pool',
+           'calibration_texts', 'sample_calibration']
 
 # %% ../nbs/02_sources.ipynb #618a4ad7
 EVAL_FRACTION = 0.2
@@ -321,6 +323,16 @@ PANEL_SOURCES: dict[str, PanelSource] = {s.name: s for s in [
 ]}
 
 
+def _check_distinct_names() -> None:
+    "A name in two registries would silently take the other's meaning (the lookups go offline, panel, hub)."
+    names = [*OFFLINE_SOURCES, *PANEL_SOURCES, *HUB_SOURCES]
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"source names {twice} are registered twice (offline, panel and hub sources share one namespace)")
+
+
+_check_distinct_names()
+
+
 def list_sources() -> dict[str, dict]:
     "Every registered source by name: its kind ('offline', 'panel' or 'hub'), domain and description."
     out = {n: dict(kind="offline", domain=s.domain, description=s.description) for n, s in OFFLINE_SOURCES.items()}
@@ -330,6 +342,10 @@ def list_sources() -> dict[str, dict]:
 
 # %% ../nbs/02_sources.ipynb #77302c69
 HELD_OUT_NGRAM = 13
+# Literal on purpose, not `tuple(OFFLINE_SOURCES)`: the calib splits every held-out text is checked against. A
+# calibration source added later must not change the held-out text of a committed run (it is checked against the
+# panel by its own test instead).
+HOLD_OUT_AGAINST = ("news", "bible", "dictionary", "foldoc", "pydoc", "code")
 _WORD = re.compile(r"\w+")
 
 
@@ -341,8 +357,7 @@ def word_ngrams(text: str, n: int = HELD_OUT_NGRAM) -> Iterable[tuple[str, ...]]
 
 def shares_ngram(texts: Sequence[str], reference: Iterable[str], n: int = HELD_OUT_NGRAM) -> np.ndarray:
     "For each text, whether it shares a word `n`-gram with any reference text (case and punctuation ignored)."
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = check_int("n", n)
     grams = [set(word_ngrams(t, n)) for t in texts]
     every, found = set().union(*grams), set()
     for r in reference:  # streamed: only the texts' n-grams are held, never the reference's
@@ -361,7 +376,7 @@ def _registered(name: str) -> OfflineSource | PanelSource:
 
 def _hold_out(docs: list[dict]) -> list[dict]:
     "A panel's documents: all `eval`, but those sharing a 13-gram with a calibration source's calib split `overlap`."
-    calib = [t for name in OFFLINE_SOURCES for t in load_texts(name, "calib")]
+    calib = [t for name in HOLD_OUT_AGAINST for t in load_texts(name, "calib")]
     overlap = shares_ngram([d["text"] for d in docs], calib)
     return [d | dict(split="overlap" if o else "eval") for d, o in zip(docs, overlap)]
 
@@ -370,7 +385,7 @@ def _panel_provenance(src: PanelSource, docs: list[dict]) -> dict:
     files = [dict(path=str(p), package=pkg, bytes=p.stat().st_size, sha256=sha256_file(p)) for pkg, p in src.files()]
     dropped = [d["id"] for d in docs if d["split"] == "overlap"]
     return dict(kind="panel", origin=dict(kind="debian", packages=src.package_versions()), files=files,
-                eval_fraction=1.0, held_out=dict(ngram=HELD_OUT_NGRAM, calib_splits_of=list(OFFLINE_SOURCES),
+                eval_fraction=1.0, held_out=dict(ngram=HELD_OUT_NGRAM, calib_splits_of=list(HOLD_OUT_AGAINST),
                                                  n_dropped=len(dropped), dropped=dropped))
 
 # %% ../nbs/02_sources.ipynb #d2dd2c6b
@@ -509,15 +524,25 @@ def synthetic_name(model: str, source: str, tag: str | None = None) -> str:
     return f"{SYN_PREFIX}{model}:{source}" + (f":{tag}" if tag else "")
 
 
-def _resolve_synthetic(name: str) -> Path:
+def committed_synthetic_path(model: str, source: str, tag: str | None = None) -> Path | None:
+    "Where the clone this program runs in keeps the committed copy of `syn:model:source[:tag]` (None outside a clone)."
+    root = repo_root()
+    cached = synthetic_path(model, source, tag)
+    return None if root is None else root / "results" / "synthetic" / cached.parent.name / cached.name
+
+
+def synthetic_file(name: str) -> Path:
+    "The file of the synthetic set `name` ('syn:MODEL:SOURCE[:TAG]'): in the cache, else committed in this clone."
     parts = name[len(SYN_PREFIX):].split(":")
     if len(parts) not in (2, 3) or not all(parts):
         raise ValueError(f"synthetic source names look like 'syn:MODEL:SOURCE[:TAG]', got {name!r}")
-    path = synthetic_path(*parts)
-    if not path.exists():
-        raise FileNotFoundError(f"synthetic set {name!r} is not built yet ({path}); build it with "
-                                f"`calibsynth synth --model {parts[0]} --source {parts[1]}`")
-    return path
+    path, committed = synthetic_path(*parts), committed_synthetic_path(*parts)
+    if path.exists():
+        return path
+    if committed is not None and committed.exists():
+        return committed
+    raise FileNotFoundError(f"synthetic set {name!r} is not built yet ({path}); build it with "
+                            f"`calibsynth synth --model {parts[0]} --source {parts[1]}`")
 
 # %% ../nbs/02_sources.ipynb #c4f88d5a
 def _is_path(source: str | os.PathLike) -> bool:
@@ -533,7 +558,7 @@ def check_source(source: str | os.PathLike) -> str:
     if not _is_path(source) and source in HUB_SOURCES:
         return "hub"
     if isinstance(source, str) and source.startswith(SYN_PREFIX):
-        _resolve_synthetic(source)
+        synthetic_file(source)
         return "synthetic"
     if _is_path(source):
         p = Path(source).expanduser()
@@ -551,8 +576,7 @@ def load_texts(source: str | os.PathLike, split: str = "calib", limit: int | Non
     "The documents of one split of a source (a registry name, a synthetic set or a file path), at most `limit`."
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; splits: {list(SPLITS)}")
-    if limit is not None and (not isinstance(limit, int) or limit <= 0):
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    limit = check_int("limit", limit, allow_none=True)
     kind = check_source(source)
     if kind == "panel" and split != "eval":
         raise ValueError(f"panel source {source!r} has no {split!r} split: it is held out for evaluation, its whole "
@@ -562,89 +586,140 @@ def load_texts(source: str | os.PathLike, split: str = "calib", limit: int | Non
     if kind in ("offline", "panel"):
         texts = [d["text"] for d in read_jsonl(build_source(source)) if d["split"] == split]
     else:
-        path = _resolve_synthetic(source) if kind == "synthetic" else source
+        path = synthetic_file(source) if kind == "synthetic" else source
         texts = [d["text"] for d in prepare_documents(read_text_file(path, text_field), "file") if d["split"] == split]
     return texts[:limit] if limit else texts
 
 # %% ../nbs/02_sources.ipynb #774bc91a
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+DOCUMENT_SEPARATOR = "\n\n"  # the paper's loaders join documents with a blank line before tokenizing
+PLACEMENTS = ("strata", "uniform")
 
 
-class _Tokens:
-    "Memoized tokenization of a list of texts (no special tokens)."
-
-    def __init__(self, tokenizer, texts: Sequence[str]):
-        self.tokenizer, self.texts, self.memo = tokenizer, texts, {}
-
-    def __len__(self):
-        return len(self.texts)
-
-    def __getitem__(self, i: int) -> list[int]:
-        if i not in self.memo:
-            self.memo[i] = self.tokenizer(self.texts[i], add_special_tokens=False).input_ids
-        return self.memo[i]
+def _tokenizer_fingerprint(tokenizer) -> str | None:
+    "A hash of the tokenizer's whole definition (vocabulary, merges, normalizer): fast tokenizers only, else None."
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return None if backend is None else hashlib.sha256(backend.to_str().encode()).hexdigest()
 
 
-def choose_mode(tokens: _Tokens, need: int, n_samples: int, probe: int = 256) -> str:
-    "'document' when the corpus likely holds at least `n_samples` documents of `need` tokens, else 'stream'."
-    idx = np.random.default_rng(12345).permutation(len(tokens))[:probe]
-    share = np.mean([len(tokens[int(i)]) >= need for i in idx])
-    return "document" if share * len(tokens) >= n_samples else "stream"
+def _joined_stream(tokenizer, texts: Sequence[str]) -> np.ndarray:
+    joined = DOCUMENT_SEPARATOR.join(t for t in texts if t.strip())
+    if not joined:
+        raise ValueError("texts hold no non-empty text")
+    fingerprint = _tokenizer_fingerprint(tokenizer)
+    path = None
+    if fingerprint is not None:  # a slow tokenizer has no definition to key the cache on: tokenized every time
+        digest = hashlib.sha256(fingerprint.encode())
+        digest.update(joined.encode())
+        path = cache_dir("tokens") / f"{digest.hexdigest()[:32]}.npy"
+        if path.exists():
+            return np.load(path)
+    ids = np.asarray(tokenizer(joined, add_special_tokens=False, verbose=False).input_ids, dtype=np.int64)
+    if path is not None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
+            np.save(f, ids)
+    return ids
 
 
-def _document_window(tokens: _Tokens, need: int, rng: np.random.Generator, max_tries: int) -> list[int]:
-    for _ in range(max_tries):
-        ids = tokens[int(rng.integers(len(tokens)))]
-        if len(ids) >= need:
-            start = int(rng.integers(len(ids) - need + 1))
-            return ids[start:start + need]
-    raise ValueError(f"no document with at least {need} tokens found in {max_tries} draws; use mode='stream'")
+def _per_text_stream(tokenizer, texts: Sequence[str], chunk: int = 1024) -> np.ndarray:
+    sep = tokenizer(DOCUMENT_SEPARATOR, add_special_tokens=False).input_ids
+    parts = []
+    for s in range(0, len(texts), chunk):  # arrays per chunk: a corpus of millions of tokens never lives as lists
+        for ids in tokenizer(list(texts[s:s + chunk]), add_special_tokens=False).input_ids:
+            parts += [np.asarray(sep, dtype=np.int64)] * bool(parts) + [np.asarray(ids, dtype=np.int64)]
+    return np.concatenate(parts)
 
 
-def _stream_window(tokens: _Tokens, need: int, rng: np.random.Generator, sep: list[int]) -> list[int]:
-    first = int(rng.integers(len(tokens)))
-    ids = tokens[first]
-    out = list(ids[int(rng.integers(len(ids))):]) if ids else []
-    i = first
-    while len(out) < need:
-        i = (i + 1) % len(tokens)
-        if i == first:
-            raise ValueError(f"source too small: all its documents together hold fewer than {need} tokens")
-        out += sep + tokens[i]
-    return out[:need]
+def token_stream(tokenizer, texts: Sequence[str], per_text: bool = False) -> np.ndarray:
+    """Token ids (int64, no special tokens) of `texts` as one stream, documents separated by a blank line: the
+    non-empty texts joined and tokenized as one string (cached on disk), or with `per_text` each text tokenized
+    alone and the blank line's tokens put between."""
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise ValueError(f"texts must be a list of strings, got {type(texts).__name__}")
+    if per_text:
+        texts = [t for t in texts if t.strip()]
+        if not texts:
+            raise ValueError("texts hold no non-empty text")
+        return _per_text_stream(tokenizer, texts)
+    return _joined_stream(tokenizer, texts)
+
+
+def window_body(tokenizer, seqlen: int, min_text: int = 2) -> int:
+    "Text tokens per window of `seqlen`: less the BOS the tokenizer puts first, and at least `min_text`."
+    bos = int(bos_id(tokenizer) is not None)
+    return check_int("seqlen", seqlen, minimum=min_text + bos) - bos
+
+
+def window_starts(n_tokens: int, length: int, n_windows: int, seed: int = 0, placement: str = "strata") -> np.ndarray:
+    """Sorted starts of `n_windows` non-overlapping windows of `length` tokens in a stream of `n_tokens`: one at a
+    seeded uniform place in each of `n_windows` equal strata, or (`placement="uniform"`) uniform over all placements."""
+    length, n_windows = check_int("length", length), check_int("n_windows", n_windows)
+    if placement not in PLACEMENTS:
+        raise ValueError(f"unknown placement {placement!r}; placements: {list(PLACEMENTS)}")
+    if n_windows * length > n_tokens:
+        raise ValueError(f"a stream of {n_tokens} tokens holds at most {n_tokens // length} non-overlapping windows "
+                         f"of {length} tokens, not n_windows={n_windows}")
+    rng = np.random.default_rng(seed)
+    if placement == "strata":
+        edges = np.arange(n_windows + 1) * n_tokens // n_windows  # every stratum is at least `length` tokens long
+        return rng.integers(edges[:-1], edges[1:] - length, endpoint=True)
+    slack = n_tokens - n_windows * length
+    slots = np.sort(rng.choice(slack + n_windows, n_windows, replace=False))
+    return slots - np.arange(n_windows) + np.arange(n_windows) * length  # slot i - i: the gaps before window i
+
+
+def cut_windows(tokenizer, stream: np.ndarray, starts: np.ndarray, body: int) -> torch.LongTensor:
+    "The windows [len(starts), body (+1)] of `stream` at `starts`, BOS first where the tokenizer adds one."
+    rows = torch.from_numpy(np.stack([stream[s:s + body] for s in starts]))
+    bos = bos_id(tokenizer)
+    return rows if bos is None else torch.cat([torch.full((len(rows), 1), bos, dtype=torch.long), rows], dim=1)
+
+
+def random_windows(tokenizer, texts: Sequence[str], seqlen: int, n_windows: int, seed: int = 0) -> torch.LongTensor:
+    "Evaluation windows [n, seqlen]: stratified over the joined stream of `texts`, the same for every run."
+    body = window_body(tokenizer, seqlen)
+    stream = token_stream(tokenizer, texts)
+    return cut_windows(tokenizer, stream, window_starts(len(stream), body, n_windows, seed), body)
+
+# %% ../nbs/02_sources.ipynb #3c1d2e04
+def calibration_pool(texts: Sequence[str]) -> list[str]:
+    "All `texts` as calibration documents, read as a file is read (normalized, >= 20 characters, once each), none held back."
+    return [d["text"] for d in prepare_documents(texts, "syn")]
+
+
+def synthetic_pool(source: str | os.PathLike, text_field: str = "text") -> list[str]:
+    "Every text of a synthetic set (its `syn:` name) or of a file of texts as calibration documents: nothing held back."
+    path = synthetic_file(source) if isinstance(source, str) and source.startswith(SYN_PREFIX) else Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"synthetic set file {str(path)!r} does not exist")
+    return calibration_pool(read_text_file(path, text_field))
+
+
+def calibration_texts(source: str | os.PathLike, allow_panel: bool = False, text_field: str = "text") -> list[str]:
+    "The text a calibration set of `source` draws from: every kept text of a synthetic set or a file, else the `calib` split."
+    kind = check_source(source)
+    if kind in ("synthetic", "file"):
+        return synthetic_pool(source, text_field)
+    if kind == "panel":
+        if not allow_panel:
+            raise ValueError(f"{source!r} is a neutral evaluation panel source, never a calibration source; calibrate "
+                             f"on one of {sorted(OFFLINE_SOURCES)} (allow_panel=True for a deliberate control)")
+        return load_texts(source, "eval")
+    return load_texts(source, "calib")
 
 
 def sample_calibration(source_or_texts: str | os.PathLike | Sequence[str], tokenizer, n_samples: int, seqlen: int,
-                       seed: int = 0, mode: str = "auto", allow_panel: bool = False) -> torch.LongTensor:
-    "`n_samples` random windows of `seqlen` tokens from a source's calib split (or a list of texts); never the panel's."
-    panel = isinstance(source_or_texts, str) and not _is_path(source_or_texts) and source_or_texts in PANEL_SOURCES
-    if panel and not allow_panel:
-        raise ValueError(f"{source_or_texts!r} is a neutral evaluation panel source, never a calibration source; "
-                         f"calibrate on one of {sorted(OFFLINE_SOURCES)} (allow_panel=True for a deliberate control)")
-    _check_positive_int("n_samples", n_samples)
-    _check_positive_int("seqlen", seqlen)
-    if mode not in ("auto", "document", "stream"):
-        raise ValueError(f"unknown mode {mode!r}; modes: ['auto', 'document', 'stream']")
-    bos = bos_id(tokenizer)
-    if bos is not None and seqlen < 2:
-        raise ValueError(f"seqlen must be at least 2 for a tokenizer that adds BOS, got {seqlen}")
+                       seed: int = 0, allow_panel: bool = False) -> torch.LongTensor:
+    """`n_samples` windows of `seqlen` tokens (BOS first where used) at seeded uniform, non-overlapping places in the
+    calibration text of a source (`calibration_texts`) or in a list of texts: no token is drawn twice."""
+    n_samples = check_int("n_samples", n_samples)
+    body = window_body(tokenizer, seqlen, min_text=1)
     if isinstance(source_or_texts, (str, os.PathLike)):
-        texts = load_texts(source_or_texts, "eval" if panel else "calib")
+        texts = calibration_texts(source_or_texts, allow_panel)
     else:
-        texts = [t for t in source_or_texts if isinstance(t, str) and t.strip()]
-        if not texts:
-            raise ValueError("the list of texts to sample from is empty")
-    need = seqlen - (bos is not None)
-    tokens = _Tokens(tokenizer, texts)
-    if mode == "auto":
-        mode = choose_mode(tokens, need, n_samples)
-    rng = np.random.default_rng(seed)
-    sep = tokenizer("\n\n", add_special_tokens=False).input_ids
-    rows = [_document_window(tokens, need, rng, 1000 + 100 * n_samples) if mode == "document"
-            else _stream_window(tokens, need, rng, sep) for _ in range(n_samples)]
-    ids = torch.tensor(rows, dtype=torch.long)
-    if bos is not None:
-        ids = torch.cat([torch.full((n_samples, 1), bos, dtype=torch.long), ids], dim=1)
-    return ids
+        texts = list(source_or_texts)
+    stream = token_stream(tokenizer, texts, per_text=True)
+    if n_samples * body > len(stream):
+        raise ValueError(f"a calibration set of {n_samples} x {seqlen} tokens needs {n_samples * body} text tokens "
+                         f"without repeating any, and the text holds {len(stream)}: give fewer samples (at most "
+                         f"{len(stream) // body} at this seqlen) or shorter windows, or more text")
+    return cut_windows(tokenizer, stream, window_starts(len(stream), body, n_samples, seed, "uniform"), body)

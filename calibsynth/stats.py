@@ -16,11 +16,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .core import check_int
+
 # %% auto #0
-__all__ = ['METHODS', 'ALTERNATIVES', 'LABELS', 'EXPECTATIONS', 'TESTS', 'RESAMPLING', 'paired_differences',
+__all__ = ['CI_METHODS', 'ALTERNATIVES', 'LABELS', 'EXPECTATIONS', 'TESTS', 'RESAMPLING', 'paired_differences',
            'simulate_comparison', 'Interval', 'paired_bootstrap', 'balanced_means', 'crossed_bootstrap',
-           'paired_permutation', 'min_p_value', 'decide', 'Verdict', 'verdict', 'compare', 'correlation_verdict',
-           'spread_verdict', 'all_hold', 'windows_to_resolve']
+           'stratified_bootstrap', 'paired_permutation', 'min_p_value', 'decide', 'Verdict', 'verdict', 'compare',
+           'correlation_verdict', 'spread_verdict', 'all_hold', 'windows_to_resolve', 'binomial_se', 'roc_auc']
 
 # %% ../nbs/09_stats.ipynb #62eb31d7
 def _names(columns, what: str) -> list[str]:
@@ -96,7 +98,7 @@ class Interval(NamedTuple):
     high: float
 
 
-METHODS = ("BCa", "percentile", "basic")
+CI_METHODS = ("BCa", "percentile", "basic")
 
 
 def _differences(diffs) -> np.ndarray:
@@ -111,12 +113,11 @@ def _differences(diffs) -> np.ndarray:
 
 
 def _check_resampling(method, confidence_level, n_resamples):
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in CI_METHODS:
+        raise ValueError(f"method must be one of {CI_METHODS}, got {method!r}")
     if not 0 < confidence_level < 1:
         raise ValueError(f"confidence_level must be in (0, 1), got {confidence_level!r}")
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
-        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+    check_int("n_resamples", n_resamples)
 
 
 def paired_bootstrap(diffs, method: str = "BCa", confidence_level: float = 0.95, n_resamples: int = 9999,
@@ -191,6 +192,21 @@ def crossed_bootstrap(matrix, method: str = "BCa", confidence_level: float = 0.9
                          confidence_level=confidence_level, method=method,
                          rng=np.random.default_rng(rng_seed)).confidence_interval
     return Interval(float(per_seed.mean()), float(ci.low), float(ci.high))
+
+# %% ../nbs/09_stats.ipynb #5b1e0c05
+def stratified_bootstrap(diffs, strata, method: str = "BCa", confidence_level: float = 0.95, n_resamples: int = 9999,
+                         rng_seed: int = 0) -> Interval:
+    "Mean over strata of each stratum's mean paired difference (one row of windows), resampling windows within their stratum."
+    d = _differences(diffs)
+    _check_resampling(method, confidence_level, n_resamples)
+    samples = [d[g] for g in _groups(strata, len(d))]
+    estimate = float(np.mean([s.mean() for s in samples]))
+    if all(np.ptp(s) == 0 for s in samples):  # nothing a resample could move
+        return Interval(estimate, estimate, estimate)
+    ci = stats.bootstrap(samples, lambda *xs, axis=-1: np.mean([x.mean(axis=axis) for x in xs], axis=0),
+                         paired=False, vectorized=True, n_resamples=n_resamples, confidence_level=confidence_level,
+                         method=method, rng=np.random.default_rng(rng_seed)).confidence_interval
+    return Interval(estimate, float(ci.low), float(ci.high))
 
 # %% ../nbs/09_stats.ipynb #c08e3b32
 ALTERNATIVES = ("two-sided", "less", "greater")
@@ -429,3 +445,18 @@ def windows_to_resolve(v: Verdict, windows: int, steps: int = 8, margin: float =
     half, step = (v.ci_high - v.ci_low) / 2, max(1, windows // steps)
     fits = lambda w: half * math.sqrt(windows / w) <= margin * abs(v.estimate)
     return next((w for w in range(step, windows + 1, step) if fits(w)), windows)
+
+# %% ../nbs/09_stats.ipynb #5b1e0c02
+def binomial_se(p, n):
+    "Standard error of a mean `p` of `n` 0/1 scores: sqrt(p (1 - p) / (n - 1)), n - 1 at least 1."
+    return np.sqrt(p * (1 - p) / np.maximum(n - 1, 1))
+
+
+def roc_auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    "P(positive score > negative score), ties counted half (the Mann-Whitney statistic over the pair count)."
+    a, b = np.asarray(positives, dtype=float), np.asarray(negatives, dtype=float)
+    if a.ndim != 1 or b.ndim != 1 or not len(a) or not len(b):
+        raise ValueError(f"roc_auc needs two non-empty 1-D samples, got shapes {a.shape} and {b.shape}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("roc_auc: a score is NaN")
+    return float(stats.mannwhitneyu(a, b).statistic / (len(a) * len(b)))

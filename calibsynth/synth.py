@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,17 +22,16 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from .core import atomic_write_json, read_jsonl, require_writable_dir, write_jsonl
-from .models import bos_id
+from .core import (atomic_write_json, config_identity, extend_jsonl, json_digest, read_jsonl,
+                             require_writable_dir, show_progress, write_jsonl)
+from .models import load_model
 from .scoring import MAX_SCORED_TOKENS, perplexity_from_logprobs, score_sequences, text_token_ids
-from .sources import (SYN_PREFIX, _resolve_synthetic, load_texts, prepare_documents, read_text_file,
-                                synthetic_path)
+from .sources import (synthetic_file, calibration_pool, load_texts, synthetic_name, synthetic_path)
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'SynthConfig', 'start_token', 'make_prefixes', 'LinearTemperature', 'generate_batch', 'self_generate',
-           'text_perplexities', 'filter_by_perplexity', 'drop_degenerate', 'select_kept', 'calibration_pool',
-           'PoolTokens', 'manifest_path', 'build_synthetic', 'finish_synthetic', 'calibration_starts', 'token_stream',
-           'windows_without_reuse', 'synthetic_pool', 'synthetic_calibration']
+__all__ = ['STRATEGIES', 'BUDGET_SLACK', 'SynthConfig', 'start_token', 'make_prefixes', 'LinearTemperature', 'generate_batch',
+           'self_generate', 'text_perplexities', 'filter_by_perplexity', 'drop_degenerate', 'select_kept', 'PoolTokens',
+           'manifest_path', 'build_synthetic', 'finish_synthetic', 'draw_budget', 'synthetic_tag', 'synthetic_set']
 
 # %% ../nbs/04_synth.ipynb #2490a905
 STRATEGIES = ("prefix", "unprompted")
@@ -59,10 +58,10 @@ class SynthConfig:
     backend: str = "hf"  # 'hf' (transformers generate) or 'vllm'
     target_tokens: int = 0  # 0: `n_docs` generations; > 0: generate until the kept texts hold this many tokens
 
-    # Fields added after sets were committed: each enters `key()`, the settings a manifest records, only when it
-    # differs from its default (which means "as before"), so a set built before it existed still matches its
-    # manifest. A new field joins this list.
-    ADDED_FIELDS = ("target_tokens",)
+    # Fields added after sets were committed, with the value that means "as before": each enters `key()`, the
+    # settings a manifest records, only when it differs from it (`calibsynth.core.config_identity`), so a set built
+    # before it existed still matches its manifest. A new field joins this dict.
+    ID_BASELINE = {"target_tokens": 0}
 
     def __post_init__(self):
         def need(ok, name):
@@ -87,9 +86,8 @@ class SynthConfig:
                              f"backend='hf' only, got backend={self.backend!r}")
 
     def key(self) -> dict:
-        "The settings a set's manifest records: `asdict` without the `ADDED_FIELDS` still at their default."
-        default = {f.name: f.default for f in fields(self)}
-        return {k: v for k, v in asdict(self).items() if k not in self.ADDED_FIELDS or v != default[k]}
+        "The settings a set's manifest records: every field, but those of `ID_BASELINE` still at their baseline."
+        return config_identity(self, self.ID_BASELINE)
 
 # %% ../nbs/04_synth.ipynb #b8b57967
 def start_token(tokenizer) -> int:
@@ -207,11 +205,6 @@ def select_kept(rows: Sequence[dict], cfg: SynthConfig) -> list[dict]:
     return [clean[i] for i in filter_by_perplexity([r["text"] for r in clean], [r["ppl"] for r in clean], cfg.drop_top)]
 
 
-def calibration_pool(texts: Sequence[str]) -> list[str]:
-    "All `texts` as calibration documents, read as `calibsynth.sources` reads a file (normalized, >= 20 characters, once each), none held back."
-    return [d["text"] for d in prepare_documents(texts, "syn")]
-
-
 class PoolTokens:
     "Callable: the number of tokens (no special tokens) of `calibration_pool(texts)`; each distinct text is tokenized once."
 
@@ -274,31 +267,28 @@ def build_synthetic(model, tokenizer, source: str, cfg: SynthConfig, out_path: s
     start, new_tokens, b = time.perf_counter(), 0, 0
     bar = tqdm(total=cfg.target_tokens if budget else cfg.n_docs, disable=not progress, desc="synth",
                unit="tok" if budget else "text")
-    with open(partial, "a", encoding="utf-8") as f:
-        while b < first_batches or (budget and kept_tokens(b) < cfg.target_tokens):
-            if budget and b >= give_up:
-                raise ValueError(f"{b * bs} generations keep {kept_tokens(b)} tokens, fewer than target_tokens="
-                                 f"{cfg.target_tokens}: the texts end early, are filtered or are under the 20 characters "
-                                 "a document needs; raise max_new_tokens or lower min_tokens / target_tokens")
-            if b not in done:
-                batch = prompts(b)
-                seqs = generate_batch(model, tokenizer, batch, cfg, b)
-                texts = [tokenizer.decode(s, skip_special_tokens=True) for s in seqs]
-                new = [dict(batch=b, prefix=tokenizer.decode(p, skip_special_tokens=True), text=t, ppl=ppl,
-                            n_tokens=len(tokenizer(t).input_ids))
-                       for p, t, ppl in zip(batch, texts, text_perplexities(model, tokenizer, texts))]
-                f.write("".join(json.dumps(r) + "\n" for r in new))  # one write: a kill tears at most this batch
-                f.flush()
-                os.fsync(f.fileno())
-                rows += new
-                new_tokens += sum(len(s) - len(p) for s, p in zip(seqs, batch))
-                bar.set_postfix(tok_s=f"{new_tokens / (time.perf_counter() - start):.0f}")
-            b += 1
-            if budget:
-                bar.n = min(kept_tokens(b), cfg.target_tokens)
-                bar.refresh()
-            else:
-                bar.update(size(b - 1))
+    while b < first_batches or (budget and kept_tokens(b) < cfg.target_tokens):
+        if budget and b >= give_up:
+            raise ValueError(f"{b * bs} generations keep {kept_tokens(b)} tokens, fewer than target_tokens="
+                             f"{cfg.target_tokens}: the texts end early, are filtered or are under the 20 characters "
+                             "a document needs; raise max_new_tokens or lower min_tokens / target_tokens")
+        if b not in done:
+            batch = prompts(b)
+            seqs = generate_batch(model, tokenizer, batch, cfg, b)
+            texts = [tokenizer.decode(s, skip_special_tokens=True) for s in seqs]
+            new = [dict(batch=b, prefix=tokenizer.decode(p, skip_special_tokens=True), text=t, ppl=ppl,
+                        n_tokens=len(tokenizer(t).input_ids))
+                   for p, t, ppl in zip(batch, texts, text_perplexities(model, tokenizer, texts))]
+            extend_jsonl(partial, new)  # one write: a kill tears at most this batch
+            rows += new
+            new_tokens += sum(len(s) - len(p) for s, p in zip(seqs, batch))
+            bar.set_postfix(tok_s=f"{new_tokens / (time.perf_counter() - start):.0f}")
+        b += 1
+        if budget:
+            bar.n = min(kept_tokens(b), cfg.target_tokens)
+            bar.refresh()
+        else:
+            bar.update(size(b - 1))
     bar.close()
     rows = sorted((r for r in rows if r["batch"] < b), key=lambda r: r["batch"])  # a resumed partial may run past the stop
     return finish_synthetic(rows, cfg, out_path, spec, source, time.perf_counter() - start, partial, tokenizer)
@@ -361,57 +351,33 @@ def _build_vllm(spec, tokenizer, prompts, cfg, out_path, source) -> Path:
                  n_tokens=len(tokenizer(t).input_ids)) for p, t, q in zip(prompts, texts, ppls)]
     return finish_synthetic(rows, cfg, out_path, spec, source, time.perf_counter() - start)
 
-# %% ../nbs/04_synth.ipynb #b0d9e7a2
-def calibration_starts(total: int, n_windows: int, length: int, seed: int = 0) -> np.ndarray:
-    "Sorted starts of `n_windows` non-overlapping windows of `length` in `total` positions, uniform over all placements."
-    for name, value in (("total", total), ("n_windows", n_windows), ("length", length)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    slack = total - n_windows * length
-    if slack < 0:
-        raise ValueError(f"{n_windows} windows of {length} tokens need {n_windows * length} tokens, the texts hold {total}")
-    slots = np.sort(np.random.default_rng(seed).choice(slack + n_windows, n_windows, replace=False))
-    return slots - np.arange(n_windows) + np.arange(n_windows) * length  # slot i - i: the gaps before window i
+# %% ../nbs/04_synth.ipynb #5c7d0e02
+BUDGET_SLACK = 1.15  # a budget set holds this many times a draw's text tokens: room for its windows to move
 
 
-def token_stream(tokenizer, texts: Sequence[str], chunk: int = 1024) -> np.ndarray:
-    "The texts' tokens (no special tokens) in order, a blank line's tokens between two texts, as one int64 array."
-    if isinstance(texts, str) or not len(texts):
-        raise ValueError("texts must be a non-empty list of strings")
-    sep = tokenizer("\n\n", add_special_tokens=False).input_ids
-    parts = []
-    for s in range(0, len(texts), chunk):  # arrays per chunk: a corpus of millions of tokens never lives as lists
-        for ids in tokenizer(list(texts[s:s + chunk]), add_special_tokens=False).input_ids:
-            parts += [np.asarray(sep, dtype=np.int64)] * bool(parts) + [np.asarray(ids, dtype=np.int64)]
-    return np.concatenate(parts)
+def draw_budget(n_samples: int, seqlen: int, slack: float = BUDGET_SLACK) -> int:
+    "The `target_tokens` of a set that one draw of `n_samples` windows of `seqlen` takes from (a BOS place counted in each)."
+    return int(slack * n_samples * (seqlen - 1))
 
 
-def windows_without_reuse(tokenizer, texts: Sequence[str], n_samples: int, seqlen: int, seed: int = 0) -> torch.LongTensor:
-    "`n_samples` windows of `seqlen` tokens (BOS first where used) at seeded random, non-overlapping places in the texts."
-    if isinstance(seqlen, bool) or not isinstance(seqlen, int) or seqlen < 1 + (bos_id(tokenizer) is not None):
-        raise ValueError(f"seqlen must be an integer of at least {1 + (bos_id(tokenizer) is not None)}, got {seqlen!r}")
-    bos = bos_id(tokenizer)
-    need = seqlen - (bos is not None)
-    stream = token_stream(tokenizer, texts)
+def synthetic_tag(cfg: SynthConfig) -> str:
+    "The tag a set built with `cfg` is named by: its strategy and a hash of its recorded settings."
+    return f"{cfg.strategy}-{json_digest(cfg.key(), 8)}"
+
+
+def synthetic_set(model_spec: str, source: str, cfg: SynthConfig, loaded=None, progress: bool | None = None) -> str:
+    "The `syn:` name of the set of (`model_spec`, `source`, `cfg`), built into the cache first when it is found nowhere."
+    name = synthetic_name(model_spec, source, synthetic_tag(cfg))
     try:
-        starts = calibration_starts(len(stream), n_samples, need, seed)
-    except ValueError as e:
-        raise ValueError(f"no draw of {n_samples} x {seqlen} tokens without reuse: {e}") from None
-    ids = torch.from_numpy(np.stack([stream[s:s + need] for s in starts]))
-    if bos is not None:
-        ids = torch.cat([torch.full((n_samples, 1), bos, dtype=torch.long), ids], dim=1)
-    return ids
-
-# %% ../nbs/04_synth.ipynb #b0d9e7a5
-def synthetic_pool(source: str | os.PathLike) -> list[str]:
-    "Every kept text of a synthetic set (its `syn:` name or its file) as calibration documents: nothing held back."
-    path = _resolve_synthetic(source) if isinstance(source, str) and source.startswith(SYN_PREFIX) else Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"synthetic set file {str(path)!r} does not exist")
-    return calibration_pool(read_text_file(path))
-
-
-def synthetic_calibration(source: str | os.PathLike, tokenizer, n_samples: int, seqlen: int,
-                          seed: int = 0) -> torch.LongTensor:
-    "`n_samples` windows of `seqlen` tokens from a synthetic set's whole pool, no token drawn twice."
-    return windows_without_reuse(tokenizer, synthetic_pool(source), n_samples, seqlen, seed)
+        synthetic_file(name)  # in the cache, or committed in this clone
+        return name
+    except FileNotFoundError:
+        pass
+    path = synthetic_path(model_spec, source, synthetic_tag(cfg))
+    if cfg.drop_top > 0 and not cfg.target_tokens:  # a budget set is built to its budget after filtering
+        unfiltered = synthetic_file(synthetic_set(model_spec, source, replace(cfg, drop_top=0.0), loaded, progress))
+        finish_synthetic(read_jsonl(unfiltered), cfg, path, model_spec, source, seconds=0.0)
+    else:
+        model, tok = loaded or load_model(model_spec)
+        build_synthetic(model, tok, source, cfg, path, model_spec=model_spec, progress=show_progress(progress))
+    return name

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from calibsynth.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,10 +36,10 @@ def test_export_is_fresh(tmp_path):
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
     exe = Path(sys.executable).with_name("nbdev-export")
     subprocess.run([str(exe)], cwd=tmp_path, check=True, capture_output=True)
-    for f in sorted((ROOT / "calibsynth").glob("*.py")):
-        assert (tmp_path / "calibsynth" / f.name).read_text() == f.read_text(), f"{f.name} is stale: run nbdev-export"
-    assert sorted(p.name for p in (tmp_path / "calibsynth").glob("*.py")) == sorted(
-        p.name for p in (ROOT / "calibsynth").glob("*.py"))
+    exported = lambda root: sorted(str(p.relative_to(root)) for p in (root / "calibsynth").rglob("*.py"))
+    assert exported(tmp_path) == exported(ROOT)
+    for name in exported(ROOT):
+        assert (tmp_path / name).read_text() == (ROOT / name).read_text(), f"{name} is stale: run nbdev-export"
 
 
 def test_readme_is_rendered_from_the_index_notebook(tmp_path):
@@ -48,21 +50,42 @@ def test_readme_is_rendered_from_the_index_notebook(tmp_path):
 
 
 def test_eval_pruned_from_a_run_id(tmp_path, capsys, monkeypatch):
-    "The run's config re-creates its pruned model; unknown ids and tasks are named."
+    "The run's config re-creates its pruned model; unknown ids are named, a missing results file too."
     import json
+    from dataclasses import asdict
 
-    from calibsynth import runner as R
+    from calibsynth.experiment.runs import RunConfig
 
-    cfg = R.RunConfig(model="nope-model", method="wanda", source="news", n_samples=4, seqlen=32)
-    (tmp_path / "r.jsonl").write_text(json.dumps(dict(run_id=cfg.run_id, config=__import__("dataclasses").asdict(cfg),
-                                                      metrics={})) + "\n")
+    cfg = RunConfig(model="nope-model", method="wanda", source="news", n_samples=4, seqlen=32)
+    (tmp_path / "r.jsonl").write_text(json.dumps(dict(run_id=cfg.run_id, config=cfg.row_config(), metrics={})) + "\n")
     assert main(["eval", "--pruned-from", "ffff", "--results", str(tmp_path / "r.jsonl")]) == 2
     assert "ffff" in capsys.readouterr().err
+    assert main(["eval", "--pruned-from", "ffff", "--results", str(tmp_path / "none.jsonl")]) == 2
+    assert "none.jsonl" in capsys.readouterr().err
+    assert main(["eval", "--pruned-from", cfg.run_id, "--results", str(tmp_path / "r.jsonl"), "--eval-windows", "4"]) == 2
+    assert "run's own instrument: ['--eval-windows'] do not apply" in capsys.readouterr().err
     # the stored config reaches load_model: an unknown model in the run is reported by name
     assert main(["eval", "--pruned-from", cfg.run_id, "--results", str(tmp_path / "r.jsonl")]) == 2
     assert "nope-model" in capsys.readouterr().err
-    assert main(["eval", "--tasks", "squad"]) == 2
-    assert "squad" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_pruned_from_rebuilds_a_committed_run_exactly(capsys, tmp_path):
+    "A committed run rebuilt by `eval --pruned-from` (its own calibration draw) gives its committed windows back."
+    import json
+
+    import torch
+    from calibsynth.experiment.verify import committed_runs
+
+    runs = committed_runs(ROOT / "results")
+    cheap = min((r for r in runs.values() if r["config"]["model"] == "smollm2-135m" and not r["config"]["tasks"]
+                 and r.get("threads", 2) == torch.get_num_threads()), key=lambda r: r["seconds"], default=None)
+    if cheap is None:
+        pytest.skip(f"no committed SmolLM2 run was made on {torch.get_num_threads()} threads: its bits cannot match here")
+    assert main(["eval", "--pruned-from", cheap["run_id"], "--out", str(tmp_path / "e.json")]) == 0
+    assert "every window and item matches the committed row" in capsys.readouterr().out
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["pruned"]["units"]["panel"] == cheap["metrics"]["units"]["panel"] and report["matches_row"]
 
 
 def test_reproduce_runs_experiment_notebooks_into_the_output_folder(tmp_path, capsys):
@@ -71,7 +94,7 @@ def test_reproduce_runs_experiment_notebooks_into_the_output_folder(tmp_path, ca
     repo = tmp_path / "clone"
     (repo / "nbs").mkdir(parents=True)
     (repo / "pyproject.toml").write_text("")
-    code = ("import os\nfrom pathlib import Path\nfrom calibsynth.runner import active_profile, output_dir\n"
+    code = ("import os\nfrom pathlib import Path\nfrom calibsynth.experiment.profiles import active_profile, output_dir\n"
             "assert active_profile().name == 'smoke'\n(output_dir('figures') / '20_toy.png').write_bytes(b'png')\nprint('drawn')")
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)],
                                             metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}),
@@ -173,9 +196,11 @@ def test_eval_and_prune_share_the_sparsity_parser(tmp_path, capsys):
         assert parse(command + ["--sparsity", "2:4"]).sparsity == (0.5, "2:4")
         assert parse(command + ["--sparsity", "0.6"]).sparsity == (0.6, "unstructured")
     assert main(["eval", "--model", str(tmp_path / "tiny"), "--prune", "wanda", "--sparsity", "2:4", "--calib", "news",
-                 "--n-samples", "2", "--seqlen", "32", "--tasks", "cs_cloze", "--limit", "1", "--ppl-windows", "1",
+                 "--n-samples", "2", "--seqlen", "32", "--eval-windows", "2", "--eval-seqlen", "32",
                  "--forward-dtype", "float32"]) == 0
-    assert "PruneReport(wanda, 2:4, target 0.500, achieved 0.5000" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "PruneReport(wanda, 2:4, target 0.500, achieved 0.5000" in said
+    assert "against the dense model, same windows" in said  # measured before and after on the same windows
     # an option the method does not have is named before the model loads
     assert main(["eval", "--model", "no-such-model", "--prune", "magnitude", "--percdamp", "0.1"]) == 2
     assert "percdamp" in capsys.readouterr().err

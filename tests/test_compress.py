@@ -17,10 +17,10 @@ from calibsynth.compress import MANIFEST, compress, token_ids_sha256, weights_sh
 from calibsynth.models import load_model, tiny_model
 from calibsynth.prune import prunable_linears
 from calibsynth.sources import sample_calibration
-from calibsynth.synth import SynthConfig
+from calibsynth.synth import SynthConfig, draw_budget
 
 TINY_SYNTH = dict(n_docs=8, max_new_tokens=24, batch_size=8, min_tokens=4)
-TOY = dict(n_samples=2, seqlen=32, eval_sources=("news",), eval_windows=1, progress=False)
+TOY = dict(n_samples=2, seqlen=32, eval_text="news", eval_windows=2, eval_seqlen=32, progress=False)
 
 
 @pytest.fixture(autouse=True)
@@ -75,9 +75,16 @@ def test_load_model_and_eval_command_read_the_output(tiny_dir, tmp_path, capsys)
     compress(tiny_dir, calibration="news", method="sparsegpt", sparsity="2:4", output_dir=out, **TOY)
     model, tok = load_model(out)
     assert _linear_sparsity(model) == json.loads((out / MANIFEST).read_text())["linear_sparsity"]
-    assert main(["eval", "--model", str(out), "--tasks", "cs_cloze", "--limit", "2", "--ppl-windows", "1",
-                 "--seqlen", "32"]) == 0
-    assert re.search(r"perplexity \(news eval, 32-token windows\): \d", capsys.readouterr().out)
+    capsys.readouterr()
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--model", str(out), "--eval-text", "news", "--eval-windows", "2", "--eval-seqlen", "32",
+                 "--out", str(report)]) == 0
+    said = capsys.readouterr().out
+    assert "against the dense model, same windows" in said and re.search(r"panel\s+mean\s+[+-]\d", said)
+    # the card and `eval` run one measurement: eval's pruned numbers are the card's, paired with its dense ones
+    card, got = json.loads((out / MANIFEST).read_text())["quality"], json.loads(report.read_text())
+    assert got["measured"]["units"] == card["pruned"]["units"] and got["dense"]["units"] == card["dense"]["units"]
+    assert [r["source"] for r in got["comparison"]["panel"]] == ["manuals", "fortunes", "devil", "mean"]
 
 
 # --- the manifest --------------------------------------------------------------------------------------------------
@@ -94,7 +101,8 @@ def test_manifest_checksum_reproduces_from_the_same_seed(tiny_dir, tmp_path):
     tok = load_model(tiny_dir)[1]
     ids = sample_calibration(cal["synthetic_set"], tok, cal["n_samples"], cal["seqlen"], seed=cal["seed"])
     assert token_ids_sha256(ids) == cal["token_ids_sha256"]
-    assert cal["synth_config"] == asdict(SynthConfig(**TINY_SYNTH))
+    # generated to the draw's budget: the model's own text fills it without repeating
+    assert cal["synth_config"] == asdict(SynthConfig(**TINY_SYNTH, target_tokens=draw_budget(2, 32)))
     # what the issue asks the manifest to hold
     assert first["model"]["spec"] == str(tiny_dir)
     assert first["model"]["weights_sha256"] == weights_sha256(load_model(tiny_dir)[0])
@@ -103,7 +111,9 @@ def test_manifest_checksum_reproduces_from_the_same_seed(tiny_dir, tmp_path):
     assert first["calibsynth"].keys() == {"version", "code_version"} and first["block_sparsity"] == [0.5, 0.5]
     assert {"prepare", "load", "generate", "prune", "evaluate", "total"} <= first["timings"].keys()
     card = (tmp_path / "a" / "README.md").read_text()
-    assert "no neutral evaluation panel yet" in card and cal["token_ids_sha256"] in card
+    assert "neutral evaluation panel (manuals, fortunes, devil" in card and cal["token_ids_sha256"] in card
+    assert "| panel mean | 6 |" in card and "| your text: news | 2 |" in card  # per text and the mean, with windows
+    assert "no neutral evaluation panel" not in card
 
 
 def test_options_and_allocation_are_recorded_with_their_defaults(tiny_dir, tmp_path):
@@ -170,7 +180,8 @@ BAD = [
     (dict(seqlen=2048), "seqlen 2048 is above the context length"),
     (dict(synth=dict(n_docs=8)), "only to calibration='self'"),
     (dict(n_samples=0), "n_samples must be a positive integer"),
-    (dict(eval_sources=("newz",)), "newz"),
+    (dict(eval_text="newz"), "newz"),
+    (dict(eval_windows=-1), "eval_windows must be a non-negative integer"),
     (dict(calibration="allenai/c4:en"), "allenai/c4:en"),  # the hub is offline in the tests: named, not hung on
 ]
 
@@ -188,8 +199,8 @@ def test_calibration_files_that_are_empty_or_too_short(tiny_dir, tmp_path, no_mo
     (tmp_path / "short.txt").write_text("Twenty-two bytes long.")  # the byte tokenizer: one token per byte
     with pytest.raises(ValueError, match="holds no text"):
         compress(tiny_dir, calibration=tmp_path / "empty.txt", **TOY)
-    with pytest.raises(ValueError, match=re.escape("holds 22 tokens, fewer than one calibration window (31 tokens at "
-                                                   "seqlen 32)")):
+    with pytest.raises(ValueError, match=re.escape("needs 62 text tokens without repeating any, and the text holds 22: "
+                                                   "give fewer samples (at most 0 at this seqlen)")):
         compress(tiny_dir, calibration=tmp_path / "short.txt", **TOY)
 
 
@@ -304,8 +315,8 @@ def _readme_block(language: str, after: str) -> str:
 
 
 TOY_FLAGS = dict(prune=["--n-samples", "2", "--seqlen", "32", "--synth-n-docs", "8", "--synth-max-new-tokens", "24",
-                        "--synth-min-tokens", "4", "--eval-windows", "1"],
-                 eval=["--tasks", "cs_cloze", "--limit", "2", "--ppl-windows", "1", "--seqlen", "32"])
+                        "--synth-min-tokens", "4", "--eval-windows", "2", "--eval-seqlen", "32"],
+                 eval=["--eval-windows", "2", "--eval-seqlen", "32"])
 
 
 @pytest.mark.slow
@@ -318,14 +329,14 @@ def test_readme_quick_start_runs_at_toy_sizes(tmp_path, monkeypatch, capsys):
     for cmd in shell:  # flags given twice: argparse keeps the last, so the toy sizes win
         assert main(cmd[1:] + TOY_FLAGS[cmd[1]]) == 0, cmd
     out = capsys.readouterr().out
-    assert "token ids sha256" in out and "perplexity (news eval" in out
+    assert "token ids sha256" in out and "against the dense model, same windows" in out
     directory = tmp_path / shell[0][shell[0].index("--out") + 1]
     manifest = json.loads((directory / MANIFEST).read_text())
     assert (manifest["model"]["spec"], manifest["calibration"]["kind"], manifest["sparsity"]) == ("smollm2-135m", "self", 0.5)
     assert AutoModelForCausalLM.from_pretrained(directory).config.model_type == "llama"
 
     python = _readme_block("python", "### Prune your own model")
-    toy = lambda *a, **kw: compress(*a, **kw | dict(n_samples=2, seqlen=32, eval_windows=1, progress=False,
+    toy = lambda *a, **kw: compress(*a, **kw | dict(n_samples=2, seqlen=32, eval_windows=2, eval_seqlen=32, progress=False,
                                                     synth=dict(n_docs=8, max_new_tokens=24, min_tokens=4)))
     monkeypatch.setattr(C, "compress", toy)
     (tmp_path / "py").mkdir()

@@ -60,7 +60,7 @@ def test_perplexity_in_each_forward_dtype_is_the_float32_one_up_to_rounding():
         assert set(seen) == {dtype} and low != full and low == pytest.approx(full, rel=1e-2)
 
 
-from calibsynth.evaluate import OFFLINE_TASKS, build_task_items, evaluate_tasks, mean_sample_perplexity
+from calibsynth.evaluate import HUB_TASKS, evaluate_tasks, mean_sample_perplexity
 from calibsynth.synth import text_perplexities
 
 
@@ -72,43 +72,42 @@ def test_mean_sample_perplexity_is_the_mean_of_each_texts_own():
     assert mean_sample_perplexity(model, tok, texts, batch_size=3) == pytest.approx(sum(each) / len(each), rel=1e-4)
 
 
-@pytest.mark.parametrize("task", OFFLINE_TASKS)
-def test_task_items_are_deterministic_balanced_and_unique(task):
-    a, b = build_task_items(task, 40, seed=0), build_task_items(task, 40, seed=0)
-    assert a == b and a != build_task_items(task, 40, seed=1)
-    assert len(a) >= 36 and len({it["context"] for it in a}) == len(a)
-    counts = [sum(it["label"] == k for it in a) for k in range(4)]
-    assert max(counts) - min(counts) <= 1 and all(len(set(it["choices"])) == 4 for it in a)
+def _local_task(folder, name="sums", rows=6):
+    "An lm-eval multiple-choice task of one's own over a local JSONL file (what `include_path` reads)."
+    import json
+
+    items = [dict(q=f"{a} plus {a} is", choices=[f" {2 * a}", f" {2 * a + 1}", f" {a}"], label=0) for a in range(rows)]
+    (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    (folder / f"{name}.yaml").write_text(
+        f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {folder}/{name}.jsonl\n"
+        "test_split: test\noutput_type: multiple_choice\ndoc_to_text: \"{{q}}\"\ndoc_to_choice: \"{{choices}}\"\n"
+        "doc_to_target: label\nmetric_list:\n  - metric: acc\n  - metric: acc_norm\n")
+    return items
 
 
-@pytest.mark.parametrize("task", ["cs_continuation", "cs_cloze"])
-def test_task_text_never_comes_from_calibration_text(task):
-    items = build_task_items(task, 40, seed=0)
-    for src in {it["group"] for it in items}:
-        calib = [" ".join(t.split()) for t in load_texts(src, "calib")]
-        for it in [i for i in items if i["group"] == src][:5]:
-            assert not any(it["context"] in c for c in calib)
-
-
-def test_lm_eval_path_on_a_tiny_model():
+def test_lm_eval_path_on_a_tiny_model_with_a_local_task(tmp_path):
     model, tok = tiny_model("llama")
-    res = evaluate_tasks(model, tok, ["cs_analogy", "cs_definition"], limit=6, batch_size=8)
-    assert set(res) == {"cs_analogy", "cs_definition", "average"}
-    for t in ("cs_analogy", "cs_definition"):
-        assert res[t]["n"] == 6 and 0 <= res[t]["acc"] <= 1 and res[t]["acc_stderr"] >= 0
-    assert res["average"]["acc"] == pytest.approx((res["cs_analogy"]["acc"] + res["cs_definition"]["acc"]) / 2)
+    _local_task(tmp_path, "sums", 6)
+    _local_task(tmp_path, "twice", 4)
+    res = evaluate_tasks(model, tok, ["sums", "twice"], limit=3, batch_size=8, include_path=tmp_path)
+    assert set(res) == {"sums", "twice", "average"}
+    for t in ("sums", "twice"):
+        assert res[t]["n"] == 3 and 0 <= res[t]["acc"] <= 1 and res[t]["acc_stderr"] >= 0 and "acc_norm" in res[t]
+    assert res["average"]["acc"] == pytest.approx((res["sums"]["acc"] + res["twice"]["acc"]) / 2)
 
 
-def test_task_errors():
+def test_task_errors(tmp_path):
     model, tok = tiny_model("llama")
-    with pytest.raises(ValueError, match="cs_analogy"):
-        evaluate_tasks(model, tok, ["lambada"])
-    with pytest.raises(ValueError, match="unknown task"):
+    _local_task(tmp_path)
+    with pytest.raises(ValueError, match="knows no task \\['lambada_nope'\\]"):
+        evaluate_tasks(model, tok, ["lambada_nope"], include_path=tmp_path)
+    with pytest.raises(ValueError, match="at least one task"):
         evaluate_tasks(model, tok, [])
-    with pytest.raises(ValueError, match="limit"):
-        evaluate_tasks(model, tok, ["cs_cloze"], limit=0)
-    with pytest.raises(ConnectionError, match="offline tasks"):
-        evaluate_tasks(model, tok, ["boolq"])
+    with pytest.raises(ValueError, match="limit must be a positive integer"):
+        evaluate_tasks(model, tok, ["sums"], limit=0, include_path=tmp_path)
+    with pytest.raises(ConnectionError, match="need the dataset hub"):
+        evaluate_tasks(model, tok, ["boolq"], include_path=tmp_path)
+    assert "boolq" in HUB_TASKS
 
 
 def test_windows_tokenize_only_the_text_they_need(monkeypatch):
@@ -131,10 +130,11 @@ import numpy as np
 import pandas as pd
 
 from calibsynth import evaluate as E
+from calibsynth import sources as S
+from calibsynth.sources import random_windows, token_stream, window_starts
 from calibsynth.evaluate import (NEUTRAL_TASKS, PANEL_SEQLEN, PANEL_WINDOWS, choice_logliks, evaluate_panel,
-                                 evaluate_suite, held_out_texts, leave_out_mean, panel_mean, random_windows,
-                                 source_means, suite_accuracy, suite_items, token_stream, window_capacity,
-                                 window_log_ppl, window_starts)
+                                 evaluate_suite, held_out_texts, leave_out_mean, panel_mean,
+                                 source_means, suite_accuracy, suite_items, window_capacity, window_log_ppl)
 from calibsynth.sources import OFFLINE_SOURCES, PANEL_SOURCES, shares_ngram
 from calibsynth.stats import paired_differences
 
@@ -166,7 +166,7 @@ def test_random_windows_are_deterministic_spread_and_the_same_with_a_cold_cache(
     warm = random_windows(tok, texts, 64, 32, seed=3)
     assert torch.equal(warm, random_windows(tok, texts, 64, 32, seed=3))
     assert not torch.equal(warm, random_windows(tok, texts, 64, 32, seed=4))
-    monkeypatch.setattr(E, "cache_dir", lambda *parts: tmp_path)  # another machine: nothing cached
+    monkeypatch.setattr(S, "cache_dir", lambda *parts: tmp_path)  # another machine: nothing cached
     assert torch.equal(random_windows(tok, texts, 64, 32, seed=3), warm)
     assert list(tmp_path.glob("*.npy"))
     assert torch.equal(random_windows(tok, texts, 64, 32, seed=3), warm)  # and read back from that cache

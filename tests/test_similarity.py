@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from calibsynth.models import byte_tokenizer, tiny_model
 from calibsynth.similarity import (embedding_similarity, membership_scores, min_k_plus_plus, min_k_prob, ngram_overlap,
-                                   roc_auc, train_tiny_lm)
+                                   train_tiny_lm)
+from calibsynth.stats import roc_auc
 from calibsynth.sources import load_texts
 
 
@@ -125,26 +126,27 @@ def test_bad_inputs():
 
 import pandas as pd  # noqa: E402
 
-from calibsynth.similarity import score_correlations, similarity_windows, summarize_with_ci, window_scores  # noqa: E402
+from calibsynth.similarity import score_correlations, summarize_with_ci, window_scores  # noqa: E402
+from calibsynth.sources import sample_calibration  # noqa: E402
 
 
 def test_similarity_windows_are_deterministic_counted_and_of_one_length():
     _, tok = tiny_model("llama")
     texts = load_texts("news")
-    w = similarity_windows(tok, texts, n_windows=120, window=128, seed=0)
+    w = sample_calibration(texts, tok, 120, 128, seed=0)  # the windows Min-K%++ is scored on: the calibration sampler
     assert w.shape == (120, 128) and w.dtype == torch.long
-    assert torch.equal(w, similarity_windows(tok, texts, n_windows=120, window=128, seed=0))
-    assert not torch.equal(w, similarity_windows(tok, texts, n_windows=120, window=128, seed=1))
+    assert torch.equal(w, sample_calibration(texts, tok, 120, 128, seed=0))
+    assert not torch.equal(w, sample_calibration(texts, tok, 120, 128, seed=1))
     assert (w[:, 0] == tok.bos_token_id).all()
     body = [tuple(r) for r in w[:, 1:].tolist()]
     assert len(set(body)) == 120  # no window drawn twice
-    with pytest.raises(ValueError, match="without reuse"):
-        similarity_windows(tok, texts[:2], n_windows=1000, window=128)
+    with pytest.raises(ValueError, match="give fewer samples"):
+        sample_calibration(texts[:2], tok, 1000, 128)
 
 
 def test_window_scores_agree_with_the_per_text_scores_and_have_one_length():
     model, tok = tiny_model("gemma3", seed=4)
-    w = similarity_windows(tok, load_texts("bible", limit=50), n_windows=10, window=48, seed=2)
+    w = sample_calibration(load_texts("bible", limit=50), tok, 10, 48, seed=2)
     df = window_scores(model, tok, w, k=0.2, batch_size=3)
     assert len(df) == 10 and df.n_tokens.unique().tolist() == [47]
     for i in (0, 7):  # the same numbers as the float64 definition, through a different batch

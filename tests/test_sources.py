@@ -64,31 +64,29 @@ def test_every_window_starts_with_bos_when_the_tokenizer_uses_one():
     assert not (ids == TOK.bos_token_id).any()
 
 
-def test_document_mode_window_is_a_contiguous_slice_of_one_document():
-    texts = ["x" * 50 + " ".join(f"w{i}" for i in range(400)) for _ in range(1)] + ["y " * 300, "z " * 300]
-    ids = S.sample_calibration(texts, TOK_NOBOS, 4, 64, seed=1, mode="document")
+def test_a_window_is_a_contiguous_stretch_of_the_texts_joined_by_blank_lines():
+    texts = ["x" * 50 + " ".join(f"w{i}" for i in range(400)), "y " * 300, "z " * 300]
+    joined = "\n\n".join(texts)
+    ids = S.sample_calibration(texts, TOK_NOBOS, 4, 64, seed=1)
     for row in ids:
-        window = TOK_NOBOS.decode(row)
-        assert any(window in t for t in texts)
+        assert TOK_NOBOS.decode(row) in joined
 
 
-def test_short_documents_use_a_stream_and_terminate():
+def test_short_documents_are_joined_and_windows_cross_their_boundaries():
     texts = [f"entry {i}: a short definition." for i in range(50)]  # every doc far shorter than seqlen
-    tokens = S._Tokens(TOK, texts)
-    assert S.choose_mode(tokens, 255, 4) == "stream"
     ids = S.sample_calibration(texts, TOK, 4, 256, seed=0)
     assert ids.shape == (4, 256)
     assert "\n\n" in TOK.decode(ids[0, 1:])  # windows cross document boundaries
 
 
-def test_source_too_small_is_an_error():
-    with pytest.raises(ValueError, match="too small"):
+def test_a_budget_the_text_cannot_fill_is_refused_with_the_numbers():
+    with pytest.raises(ValueError, match="2 x 4096 tokens needs 8190 text tokens.*holds 28.*give fewer samples"):
         S.sample_calibration(["tiny text one", "tiny text two"], TOK, 2, 4096, seed=0)
 
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(n_samples=0), "n_samples"), (dict(n_samples=-3), "n_samples"), (dict(seqlen=0), "seqlen"),
-    (dict(seqlen=1.5), "seqlen"), (dict(mode="random"), "mode"),
+    (dict(seqlen=1.5), "seqlen"), (dict(n_samples=True), "n_samples"),
 ])
 def test_bad_sampling_arguments_are_named(kwargs, match):
     args = dict(n_samples=2, seqlen=16, seed=0) | kwargs
@@ -263,8 +261,9 @@ def test_building_a_panel_source_drops_documents_that_quote_calibration_text(mon
     texts = [quote + " -- Genesis", "An original quip that nobody has written down before today, surely."]
     fake = S.PanelSource("quips", "test quips", "two quips", "CC0", lambda: [], lambda: texts)
     monkeypatch.setitem(S.PANEL_SOURCES, "quips", fake)
-    monkeypatch.setattr(S, "source_path", lambda name: tmp_path / f"{name}.jsonl")
-    monkeypatch.setattr(S, "OFFLINE_SOURCES", {"bible": S.OFFLINE_SOURCES["bible"]})  # one calib split is enough here
+    real_path = S.source_path
+    monkeypatch.setattr(S, "source_path", lambda name: tmp_path / f"{name}.jsonl" if name == "quips" else real_path(name))
+    monkeypatch.setattr(S, "HOLD_OUT_AGAINST", ("bible",))  # one calib split is enough here
     assert S.load_texts("quips", "eval") == [texts[1]]
     held_out = json.loads((tmp_path / "quips.manifest.json").read_text())["held_out"]
     assert held_out["n_dropped"] == 1 and held_out["calib_splits_of"] == ["bible"]

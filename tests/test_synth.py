@@ -231,8 +231,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 import calibsynth.synth as S  # noqa: E402
-from calibsynth.synth import (PoolTokens, calibration_pool, synthetic_calibration, synthetic_pool,  # noqa: E402
-                              calibration_starts, windows_without_reuse)
+from calibsynth.sources import calibration_pool, synthetic_pool, token_stream, window_starts  # noqa: E402
+from calibsynth.synth import PoolTokens  # noqa: E402
 
 BUDGET = dict(n_docs=4, batch_size=4, max_new_tokens=24, min_tokens=4, drop_top=0.2)
 
@@ -317,40 +317,39 @@ def test_a_synthetic_calibration_draw_repeats_no_32_token_span(tiny, tmp_path, m
     n, seqlen = 4, 64
     build_synthetic(model, tok, "news", SynthConfig(**BUDGET, target_tokens=n * seqlen),
                     synthetic_path("tiny", "news", "budget"), progress=False)
-    draws = [synthetic_calibration("syn:tiny:news:budget", tok, n, seqlen, seed=s) for s in range(4)]
-    for d in draws:
-        assert d.shape == (n, seqlen) and len(set(spans(d))) == len(spans(d))
+    draws = [sample_calibration("syn:tiny:news:budget", tok, n, seqlen, seed=s) for s in range(4)]
+    pool_stream = token_stream(tok, synthetic_pool("syn:tiny:news:budget"), per_text=True)
+    for s, d in enumerate(draws):  # each draw is distinct stretches of the whole pool's stream
+        starts = window_starts(len(pool_stream), seqlen - 1, n, s, placement="uniform")
+        assert d.shape == (n, seqlen) and (np.diff(starts) >= seqlen - 1).all()
+        assert d[:, 1:].tolist() == [pool_stream[a:a + seqlen - 1].tolist() for a in starts]
     assert not torch.equal(draws[0], draws[1])  # the seed moves the windows
-    # the check can fail: windows drawn one by one from the same texts repeat text in most of these draws
-    pool = synthetic_pool("syn:tiny:news:budget")
-    assert sum(len(set(spans(d))) < len(spans(d)) for d in
-               (sample_calibration(pool, tok, n, seqlen, seed=s) for s in range(4))) >= 2
-    with pytest.raises(ValueError, match=r"no draw of 64 x 64 tokens without reuse"):
-        synthetic_calibration("syn:tiny:news:budget", tok, 64, seqlen)
+    with pytest.raises(ValueError, match=r"64 x 64 tokens needs 4032 text tokens"):
+        sample_calibration("syn:tiny:news:budget", tok, 64, seqlen)
 
 
-def test_windows_without_reuse_are_disjoint_seeded_and_spread():
+def test_calibration_windows_are_disjoint_seeded_and_spread():
     _, tok = tiny_model("llama", seed=0)
     texts = load_texts("news", limit=40)
-    stream = S.token_stream(tok, texts)
-    w = windows_without_reuse(tok, texts, 50, 33, seed=3)
+    stream = token_stream(tok, texts, per_text=True)
+    w = sample_calibration(texts, tok, 50, 33, seed=3)
     assert w.shape == (50, 33) and (w[:, 0] == tok.bos_token_id).all()
-    assert torch.equal(w, windows_without_reuse(tok, texts, 50, 33, seed=3))
-    assert not torch.equal(w, windows_without_reuse(tok, texts, 50, 33, seed=4))
-    starts = calibration_starts(len(stream), 50, 32, seed=3)
+    assert torch.equal(w, sample_calibration(texts, tok, 50, 33, seed=3))
+    assert not torch.equal(w, sample_calibration(texts, tok, 50, 33, seed=4))
+    starts = window_starts(len(stream), 32, 50, seed=3, placement="uniform")
     assert (np.diff(starts) >= 32).all() and starts[-1] + 32 <= len(stream)
     assert all(torch.equal(w[i, 1:], torch.from_numpy(stream[s:s + 32])) for i, s in enumerate(starts))
     assert starts[0] < len(stream) / 4 and starts[-1] > 3 * len(stream) / 4  # over the whole stream
     _, nobos = tiny_model("llama", add_bos=False)
-    assert windows_without_reuse(nobos, texts, 5, 32).shape == (5, 32)
+    assert sample_calibration(texts, nobos, 5, 32).shape == (5, 32)
     with pytest.raises(ValueError, match="seqlen"):
-        windows_without_reuse(tok, texts, 5, 1)
-    with pytest.raises(ValueError, match="n_windows must be a positive integer"):
-        windows_without_reuse(tok, texts, 0, 16)
+        sample_calibration(texts, tok, 5, 1)
+    with pytest.raises(ValueError, match="n_samples must be a positive integer"):
+        sample_calibration(texts, tok, 0, 16)
 
 
 def test_window_placements_are_uniform():
     # 2 windows of 3 in 10 positions: C(4 + 2, 2) = 15 placements, each as likely
-    counts = Counter(tuple(calibration_starts(10, 2, 3, seed=s)) for s in range(3000))
+    counts = Counter(tuple(window_starts(10, 3, 2, seed=s, placement="uniform")) for s in range(3000))
     assert len(counts) == 15
     assert max(counts.values()) < 260 and min(counts.values()) > 140  # 200 expected, sd 14
