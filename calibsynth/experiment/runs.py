@@ -24,7 +24,7 @@ from ..sources import OFFLINE_SOURCES, PANEL_SOURCES, SYN_PREFIX, sample_calibra
 
 # %% auto #0
 __all__ = ['DEFAULT_EVAL_SOURCES', 'DEFAULT_TASKS', 'DEFAULT_PANEL', 'INSTRUMENT', 'EVAL_DATA_FILE', 'canonical_options',
-           'own_domains', 'RunConfig', 'committed_eval_data', 'moved_eval_data', 'portable_path', 'locate',
+           'own_domains', 'committed_eval_data', 'moved_eval_data', 'RunConfig', 'portable_path', 'locate',
            'draw_calibration', 'prune_run', 'measure_run']
 
 # %% ../../nbs/13_runs.ipynb #13a00006
@@ -58,6 +58,21 @@ def own_domains(source: str) -> tuple[str, ...]:
         prefix_source = source[len(SYN_PREFIX):].split(":")[1:2]
         return tuple(s for s in prefix_source if s in OFFLINE_SOURCES)
     return ()
+
+# %% ../../nbs/13_runs.ipynb #13a00012
+EVAL_DATA_FILE = Path(importlib.import_module("calibsynth.experiment").__file__).parent / "eval_data.json"
+
+
+@functools.lru_cache(maxsize=1)
+def committed_eval_data() -> dict[str, str]:
+    "The digest of each piece of evaluation data the committed runs read ('panel:NAME', 'domain:NAME', 'task:NAME')."
+    return json.loads(EVAL_DATA_FILE.read_text())
+
+
+def moved_eval_data(instrument: Instrument) -> dict[str, str]:
+    "The pieces of `instrument`'s evaluation data whose text is not the committed runs' (or is new), with their digests."
+    committed = committed_eval_data()
+    return {k: d for k, d in data_digests(instrument).items() if committed.get(k) != d}
 
 # %% ../../nbs/13_runs.ipynb #13a00008
 @dataclass(frozen=True)
@@ -158,21 +173,6 @@ class RunConfig:
             raise ValueError(f"run {row.get('run_id')!r} was measured by the retired first instrument; its rows are "
                              "archived in results/archive/first_instrument/, not recomputed")
         return cls(**config)
-
-# %% ../../nbs/13_runs.ipynb #13a00012
-EVAL_DATA_FILE = Path(importlib.import_module("calibsynth.experiment").__file__).parent / "eval_data.json"
-
-
-@functools.lru_cache(maxsize=1)
-def committed_eval_data() -> dict[str, str]:
-    "The digest of each piece of evaluation data the committed runs read ('panel:NAME', 'domain:NAME', 'task:NAME')."
-    return json.loads(EVAL_DATA_FILE.read_text())
-
-
-def moved_eval_data(instrument: Instrument) -> dict[str, str]:
-    "The pieces of `instrument`'s evaluation data whose text is not the committed runs' (or is new), with their digests."
-    committed = committed_eval_data()
-    return {k: d for k, d in data_digests(instrument).items() if committed.get(k) != d}
 
 # %% ../../nbs/13_runs.ipynb #13a00016
 def portable_path(path: str | os.PathLike) -> str:
