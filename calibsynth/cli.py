@@ -260,9 +260,14 @@ def cmd_eval(args) -> int:
         from calibsynth.experiment.runs import measure_run, prune_run
         from calibsynth.experiment.verify import is_stale, unit_differences
 
-        dense = measure_run(model, tok, run)
-        print(prune_run(model, tok, run))
-        after = measure_run(model, tok, run)
+        import torch
+
+        from calibsynth.pretrain import torch_threads
+
+        with torch_threads(row.get("threads") or torch.get_num_threads()):  # the reduction order the row was made in
+            dense = measure_run(model, tok, run)
+            print(prune_run(model, tok, run))
+            after = measure_run(model, tok, run)
         units = unit_differences(row, dict(metrics=after, config=row["config"], run_id=row["run_id"]))
         report |= dict(run_id=run.run_id, instrument=json.loads(json.dumps(asdict(run.instrument))), dense=dense,
                        measured=after, matches_row=not is_stale(dict(units=units)), units=units)

@@ -85,7 +85,7 @@ def test_eval_pruned_from_rebuilds_a_committed_run_exactly(capsys, tmp_path):
     assert main(["eval", "--pruned-from", cheap["run_id"], "--out", str(tmp_path / "e.json")]) == 0
     assert "every window and item matches the committed row" in capsys.readouterr().out
     report = json.loads((tmp_path / "e.json").read_text())
-    assert report["pruned"]["units"]["panel"] == cheap["metrics"]["units"]["panel"] and report["matches_row"]
+    assert report["measured"]["units"]["panel"] == cheap["metrics"]["units"]["panel"] and report["matches_row"]
 
 
 def test_reproduce_runs_experiment_notebooks_into_the_output_folder(tmp_path, capsys):
