@@ -601,3 +601,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, ModuleNotFoundError) as e:  # OSError: missing files, permissions, the hub
         print(f"calibsynth {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the writes in flight have already unwound; the shell's convention is 128 + SIGINT
+        print(f"calibsynth {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -8,10 +8,12 @@ Docs: https://calibsynth.github.io/calibsynth/core.html.md"""
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import numbers
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -22,9 +24,10 @@ from typing import Iterable, Iterator
 import torch
 
 # %% auto #0
-__all__ = ['CODE_VERSION', 'cache_dir', 'require_writable_dir', 'atomic_path', 'atomic_dir', 'atomic_write_text',
-           'atomic_write_json', 'write_jsonl', 'extend_jsonl', 'append_jsonl', 'read_jsonl', 'sha256_file',
-           'hub_offline', 'resolve_device', 'show_progress', 'check_int', 'json_digest', 'config_identity', 'repo_root']
+__all__ = ['CODE_VERSION', 'cache_dir', 'require_writable_dir', 'atomic_path', 'sweep_abandoned', 'atomic_dir',
+           'atomic_write_text', 'atomic_write_json', 'write_jsonl', 'extend_jsonl', 'append_jsonl', 'read_jsonl',
+           'sha256_file', 'hub_offline', 'resolve_device', 'show_progress', 'check_int', 'json_digest',
+           'config_identity', 'repo_root']
 
 # %% ../nbs/00_core.ipynb #a9059b7c
 def cache_dir(*parts: str, create: bool = True) -> Path:
@@ -57,7 +60,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     "Yield a temporary path beside `path`; renamed onto `path` when the block succeeds, removed when it fails."
     path = Path(path)
     require_writable_dir(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_abandoned(path)
+    fd, tmp = tempfile.mkstemp(prefix=_scratch_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
@@ -68,17 +72,61 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _scratch_prefix(path: Path) -> str:
+    # The writer's pid in the name: a later run can tell a scratch copy whose writer was killed from a live one.
+    return f".{path.name}.{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_abandoned(path: str | os.PathLike) -> list[Path]:
+    """Clean up after writers of `path` that were killed (SIGKILL, power loss): remove their half-written `.tmp`
+    copies, and put back an old version they had moved aside (`.old`) if `path` itself is missing. Returns what
+    was removed or restored. Copies of live writers are left alone."""
+    path = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[^.]*\.(tmp|old)$")
+    found = []
+    for leftover in sorted(path.parent.glob(f".{glob.escape(path.name)}.*")) if path.parent.is_dir() else []:
+        m = pattern.match(leftover.name)
+        if not m or int(m[1]) == os.getpid() or _pid_alive(int(m[1])):
+            continue
+        if m[2] == "old" and not path.exists():
+            os.rename(leftover, path)  # killed between moving the old version aside and renaming the new one in
+        elif leftover.is_dir():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
+        found.append(leftover)
+    return found
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    "Like `atomic_path` for a directory: fill the yielded temporary directory; it replaces `path` on success."
+    """Like `atomic_path` for a directory: fill the yielded temporary directory; it replaces `path` on success.
+    The old `path` is moved aside, not deleted, until the new one is in place, so no kill loses both; leftovers of
+    killed writers are swept first (`sweep_abandoned`). The directory gets the usual permissions (umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    sweep_abandoned(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_scratch_prefix(path), suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700 directories: unreadable for another user or container
     try:
         yield tmp
         if path.exists():
-            shutil.rmtree(path)
-        os.rename(tmp, path)
+            aside = tmp.with_suffix(".old")  # unique as the scratch name is
+            os.rename(path, aside)
+            os.rename(tmp, path)
+            shutil.rmtree(aside)
+        else:
+            os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -6,6 +6,8 @@ from dataclasses import asdict
 import re
 import shlex
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -291,6 +293,54 @@ def test_a_killed_command_leaves_nothing(tiny_dir, tmp_path, monkeypatch):
               "--seqlen", "32", "--eval-windows", "0"])
     assert stopped.value.code == 128 + signal.SIGTERM and _leftovers(parent) == []
     assert signal.getsignal(signal.SIGTERM) == handler  # the unwinding handler is only there while pruning
+
+
+def test_a_save_killed_with_sigkill_is_swept_by_the_next_run(tiny_dir, tmp_path):
+    "SIGKILL cannot be caught: the half-written copy stays until the next save to the same place removes it."
+    out = tmp_path / "outputs" / "pruned"
+    script = (f"import time, calibsynth.compress as C\n"
+              f"C.model_card = lambda manifest: print('saving', flush=True) or time.sleep(600)\n"
+              f"C.compress({str(tiny_dir)!r}, calibration='news', output_dir={str(out)!r}, **{TOY!r})\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "saving"
+        assert any(out.parent.glob(".pruned.*.tmp/model.safetensors"))  # killed with the weights on disk
+    finally:
+        proc.kill()
+        proc.wait()
+    compress(tiny_dir, calibration="news", output_dir=out, **TOY)
+    assert _leftovers(out.parent) == ["pruned"]
+    assert {MANIFEST, "README.md", "model.safetensors", "config.json"} <= set(os.listdir(out))
+
+
+def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing(tiny_dir, tmp_path):
+    parent = tmp_path / "outputs"
+    parent.mkdir()
+    args = ["prune", "--model", str(tiny_dir), "--calib", "news", "--out", str(parent / "pruned"), "--n-samples", "2",
+            "--seqlen", "32", "--eval-windows", "0"]
+    script = ("import sys, time, calibsynth.compress as C\n"
+              "from calibsynth.cli import main\n"
+              "C.model_card = lambda manifest: print('saving', flush=True) or time.sleep(600)\n"
+              f"sys.exit(main({args!r}))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "saving"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "calibsynth prune: interrupted"
+    assert _leftovers(parent) == []
+
+
+def test_the_output_directory_has_ordinary_permissions(tiny_dir, tmp_path):
+    "Readable by another user or a container's uid as far as the umask allows (mkdtemp alone gives 0700)."
+    out = tmp_path / "pruned"
+    compress(tiny_dir, calibration="news", output_dir=out, **TOY)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 # --- 2:4 for inference ---------------------------------------------------------------------------------------------

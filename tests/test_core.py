@@ -1,12 +1,14 @@
 import json
 import os
 import stat
+import subprocess
+import sys
 import warnings
 
 import pytest
 
 from calibsynth.core import (append_jsonl, atomic_dir, atomic_path, atomic_write_json, cache_dir, read_jsonl, resolve_device,
-                             write_jsonl)
+                             sweep_abandoned, write_jsonl)
 
 
 def test_atomic_write_keeps_old_content_when_interrupted(tmp_path):
@@ -36,6 +38,32 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
             (d / "a").write_text("2")
             raise RuntimeError
     assert (target / "a").read_text() == "1" and len(list(tmp_path.iterdir())) == 1
+
+
+def _finished_pid() -> int:
+    "The pid of a process that has exited: the writer of a leftover was killed."
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+
+
+def test_leftovers_of_killed_writers_are_swept_and_live_ones_kept(tmp_path):
+    dead = _finished_pid()
+    (tmp_path / f".ckpt.{dead}.a1.tmp").mkdir()  # killed mid-write
+    (tmp_path / f".r.json.{dead}.b2.tmp").write_text("{")  # a file's
+    (tmp_path / f".ckpt.{os.getppid()}.c3.tmp").mkdir()  # a live writer's (our parent is alive)
+    with atomic_dir(tmp_path / "ckpt") as d:
+        (d / "a").write_text("1")
+    atomic_write_json(tmp_path / "r.json", {"v": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".ckpt.{os.getppid()}.c3.tmp", "ckpt", "r.json"]
+
+
+def test_a_kill_between_the_two_renames_of_an_overwrite_loses_nothing(tmp_path):
+    "The old version was moved aside and the new one not yet renamed in: the next writer puts the old one back."
+    aside = tmp_path / f".ckpt.{_finished_pid()}.d4.old"
+    aside.mkdir()
+    (aside / "a").write_text("old")
+    assert sweep_abandoned(tmp_path / "ckpt") == [aside]
+    assert (tmp_path / "ckpt" / "a").read_text() == "old" and not aside.exists()
 
 
 def test_write_into_missing_directory_names_it(tmp_path):

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core import atomic_write_json, read_jsonl, repo_root, write_jsonl
+from ..core import atomic_write_json, cache_dir, json_digest, read_jsonl, repo_root, write_jsonl
 from .grid import UNIT_PARTS, read_results, run_grid, unit_table
 from .runs import RunConfig
 from ..models import load_model
@@ -28,9 +28,9 @@ from ..pretrain import torch_threads
 from ..synth import SynthConfig, build_synthetic
 
 # %% auto #0
-__all__ = ['SUMMARY_METRICS', 'RESULT_FILES', 'EARLY_THREADS', 'committed_runs', 'unit_differences', 'is_stale', 'recompute_run',
-           'committed_sets', 'regenerate_set', 'checked_elsewhere', 'verify', 'summary_line', 'results_folder',
-           'verified_runs', 'coverage']
+__all__ = ['SUMMARY_METRICS', 'RESULT_FILES', 'VERIFY_BATCH', 'EARLY_THREADS', 'committed_runs', 'unit_differences', 'is_stale',
+           'recompute_runs', 'compare_with_row', 'recompute_run', 'committed_sets', 'regenerate_set',
+           'checked_elsewhere', 'verify', 'summary_line', 'results_folder', 'verified_runs', 'coverage']
 
 # %% ../../nbs/18_verify.ipynb #18a00006
 SUMMARY_METRICS = ("panel_mean", "leave_out", "acc")
@@ -80,17 +80,35 @@ def _replace_rows(new: dict, files: Sequence[str], results_dir: Path) -> None:
         write_jsonl(path, rows, sort_keys=True)  # the grid's own line format: keys sorted
 
 
-def recompute_run(row: dict, scratch: Path, results_dir: Path, replace: bool = False) -> dict:
-    """Recompute a committed run from its config in `scratch`, on the thread count its row records, and compare it with
-    the row; `replace` writes a stale one over it."""
+def _config_of(row: dict) -> RunConfig:
+    "The config of a committed row, which must hash to the row's id under this code."
     config = RunConfig.from_row(row)
     if config.run_id != row["run_id"]:
         raise ValueError(f"committed run {row['run_id']} hashes to {config.run_id} under this code")
-    start = time.perf_counter()
-    threads = row.get("threads") or torch.get_num_threads()
-    with torch_threads(threads):  # the reduction order the row was made in
-        run_grid([config], scratch / "rerun.jsonl", progress=False, reuse=False)
-    new = next(r for r in read_results(scratch / "rerun.jsonl") if r["run_id"] == row["run_id"])
+    return config
+
+
+def _threads_of(row: dict) -> int:
+    return row.get("threads") or torch.get_num_threads()
+
+
+def recompute_runs(rows: Sequence[dict], rows_file: Path) -> dict[str, dict]:
+    """Recompute committed runs from their configs into `rows_file`, each on the thread count its row records (the
+    reduction order it was made in), with nothing copied from elsewhere; the grid loads each model once and keeps
+    the runs `rows_file` already holds, so a cut-off resumes. Returns the new rows by id."""
+    by_threads = {}
+    for row in rows:
+        by_threads.setdefault(_threads_of(row), []).append(_config_of(row))
+    for threads, configs in by_threads.items():
+        with torch_threads(threads):
+            run_grid(configs, rows_file, progress=False, reuse=False)
+    wanted = {r["run_id"] for r in rows}
+    return {r["run_id"]: r for r in read_results(rows_file) if r["run_id"] in wanted}
+
+
+def compare_with_row(row: dict, new: dict, results_dir: Path, replace: bool = False) -> dict:
+    "The report entry of committed `row` recomputed as `new`; `replace` writes a stale one over its committed rows."
+    config = _config_of(row)
     metrics = {m: dict(committed=row["metrics"].get(m), rerun=new["metrics"].get(m)) for m in SUMMARY_METRICS
                if m in row["metrics"]}
     units = unit_differences(row, new)
@@ -99,8 +117,14 @@ def recompute_run(row: dict, scratch: Path, results_dir: Path, replace: bool = F
         _replace_rows(new, row["files"], results_dir)
     return dict(run_id=row["run_id"], files=row["files"], model=config.model, method=config.method,
                 pattern=config.pattern, stale=stale, replaced=replace and stale, source=config.source, seed=config.seed,
-                threads=threads,
-                sparsity=config.sparsity, seconds=round(time.perf_counter() - start, 1), metrics=metrics, units=units)
+                threads=_threads_of(row), sparsity=config.sparsity, seconds=round(new.get("seconds", float("nan")), 1),
+                metrics=metrics, units=units)
+
+
+def recompute_run(row: dict, scratch: Path, results_dir: Path, replace: bool = False) -> dict:
+    "Recompute one committed run in the folder `scratch` and compare it with its row (`compare_with_row`)."
+    new = recompute_runs([row], Path(scratch) / "rerun.jsonl")[row["run_id"]]
+    return compare_with_row(row, new, results_dir, replace)
 
 
 def committed_sets(results_dir: str | os.PathLike) -> list[Path]:
@@ -131,6 +155,9 @@ def checked_elsewhere(results_dir: Path, out: Path) -> set[str]:
         if other.resolve() != out.resolve():
             checked |= {r["run_id"] for r in earlier["runs"] if r.get("replaced") or not is_stale(r)}
     return checked
+
+
+VERIFY_BATCH = 16  # runs recomputed per model load, between two writes of the report
 
 
 def verify(results_dir: str | os.PathLike, sample: int = 5, every: bool = False, ids: Sequence[str] = (),
@@ -166,16 +193,29 @@ def verify(results_dir: str | os.PathLike, sample: int = 5, every: bool = False,
         before = json.loads(out.read_text())
         report["runs"], report["sets"] = before["runs"], before["sets"]
     done, built = {r["run_id"] for r in report["runs"]}, {s["set"] for s in report["sets"]}
+    # The recomputed rows outlive a cut-off (a cache file named for the report), so --resume loses no finished run.
+    rows_file = cache_dir("verify") / f"{json_digest(str(out.resolve()))[:16]}.jsonl"
+    if not (resume or replace):
+        rows_file.unlink(missing_ok=True)
+    todo = [i for i in chosen if i not in done]
+    models = {}  # a model's runs together, so each batch loads it once; the sample's order otherwise
+    todo.sort(key=lambda i: models.setdefault(runs[i]["config"]["model"], len(models)))
     with tempfile.TemporaryDirectory(prefix="calibsynth-verify-") as scratch:
-        for run_id in chosen:
-            if run_id in done:
-                continue
+        for batch in (todo[k:k + VERIFY_BATCH] for k in range(0, len(todo), VERIFY_BATCH)):
             try:
-                report["runs"].append(recompute_run(runs[run_id], Path(scratch), results_dir, replace))
-            except (ValueError, OSError) as e:  # a run that cannot be rebuilt is a finding, not the end of the audit
-                report["runs"].append(dict(run_id=run_id, files=runs[run_id]["files"], error=str(e), stale=True,
-                                           replaced=False, units={}))
-            echo(summary_line(report["runs"][-1]))
+                new = recompute_runs([runs[i] for i in batch], rows_file)
+            except (ValueError, OSError):
+                new = {}  # then one at a time below, so the error lands on its own run
+            for run_id in batch:
+                try:
+                    if run_id not in new:
+                        new |= recompute_runs([runs[run_id]], rows_file)
+                    entry = compare_with_row(runs[run_id], new[run_id], results_dir, replace)
+                except (ValueError, OSError) as e:  # a run that cannot be rebuilt is a finding, not the end of the audit
+                    entry = dict(run_id=run_id, files=runs[run_id]["files"], error=str(e), stale=True, replaced=False,
+                                 units={})
+                report["runs"].append(entry)
+                echo(summary_line(entry))
             atomic_write_json(out, report)
         for manifest in set_sample:
             if manifest.name.replace(".manifest.json", "") not in built:
@@ -184,6 +224,7 @@ def verify(results_dir: str | os.PathLike, sample: int = 5, every: bool = False,
                 echo(f"set {s['set']} ({s['model']}): {'identical' if s['identical'] else 'DIFFERS'}, {s['seconds']:.0f} s")
                 atomic_write_json(out, report)
     atomic_write_json(out, report)
+    rows_file.unlink(missing_ok=True)  # done: a later --resume must not read rows an older state of the code made
     return report
 
 
