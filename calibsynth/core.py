@@ -27,7 +27,7 @@ import torch
 __all__ = ['CODE_VERSION', 'cache_dir', 'require_writable_dir', 'atomic_path', 'sweep_abandoned', 'atomic_dir',
            'atomic_write_text', 'atomic_write_json', 'write_jsonl', 'extend_jsonl', 'append_jsonl', 'read_jsonl',
            'sha256_file', 'hub_offline', 'resolve_device', 'show_progress', 'check_int', 'json_digest',
-           'config_identity', 'repo_root']
+           'config_identity', 'repo_root', 'code_commit']
 
 # %% ../nbs/00_core.ipynb #a9059b7c
 def cache_dir(*parts: str, create: bool = True) -> Path:
@@ -267,3 +267,22 @@ def repo_root(start: str | os.PathLike | None = None) -> Path | None:
     "The nearest folder at or above `start` (default: cwd) holding both `pyproject.toml` and `nbs/`."
     here = Path(start or Path.cwd()).resolve()
     return next((p for p in (here, *here.parents) if (p / "pyproject.toml").exists() and (p / "nbs").is_dir()), None)
+
+
+def code_commit() -> dict | None:
+    """The git commit of the calibsynth clone this package runs from, and whether its tracked files have changes
+    since; None for an installed package (no clone) or without git. Asked quietly: no `fatal:` on stderr."""
+    import subprocess
+
+    root = repo_root(Path(__file__).parent if "__file__" in globals() else None)  # a notebook has no __file__: its cwd
+    if root is None or not (root / ".git").exists():
+        return None
+    git = lambda *args: subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode:
+            return None
+        return dict(commit=head.stdout.strip(), dirty=bool(git("status", "--porcelain", "--untracked-files=no").stdout))
+    except OSError:  # no git on the PATH
+        return None
+

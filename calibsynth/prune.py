@@ -12,10 +12,11 @@ import contextlib
 import copy
 import inspect
 import math
+import operator
 import resource
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
+from typing import Annotated, Callable
 
 import torch
 from accelerate.utils import send_to_device
@@ -26,12 +27,12 @@ from .core import check_int, resolve_device
 from .kernels import nm_mask, outlier_ratio, row_prune_mask, wanda_mask
 
 # %% auto #0
-__all__ = ['STATISTICS', 'METHODS', 'ALLOCATIONS', 'find_blocks', 'block_linears', 'prunable_linears', 'sparsity_of',
-           'InputStats', 'PruningMethod', 'keyword_options', 'register_method', 'select', 'wanda_scores', 'magnitude',
-           'wanda', 'sparsegpt', 'dsnot', 'random_scores', 'owl_block_sparsities', 'Allocation', 'register_allocation',
-           'uniform_allocation', 'owl_allocation', 'register_alias', 'capture_block_inputs', 'StatsCollector',
-           'PruneReport', 'parse_pattern', 'get_method', 'get_allocation', 'needs_calibration', 'supports_nm',
-           'check_options', 'prune']
+__all__ = ['STATISTICS', 'METHODS', 'OPTION_RULES', 'ALLOCATIONS', 'find_blocks', 'block_linears', 'prunable_linears',
+           'sparsity_of', 'InputStats', 'PruningMethod', 'keyword_options', 'option_rules', 'check_option_value',
+           'register_method', 'select', 'wanda_scores', 'magnitude', 'wanda', 'sparsegpt', 'dsnot', 'random_scores',
+           'owl_block_sparsities', 'Allocation', 'register_allocation', 'uniform_allocation', 'owl_allocation',
+           'register_alias', 'capture_block_inputs', 'StatsCollector', 'PruneReport', 'parse_pattern', 'get_method',
+           'get_allocation', 'needs_calibration', 'supports_nm', 'check_options', 'prune']
 
 # %% ../nbs/07_prune.ipynb #f469af2e
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
@@ -131,6 +132,7 @@ class PruningMethod:
     statistics: str = "norms"  # one of STATISTICS
     supports_nm: bool = True
     options: dict = field(default_factory=dict)  # option name -> default, from the keyword-only parameters
+    rules: dict = field(default_factory=dict)  # option name -> rule on its values ("> 0"), from their annotations
     allocation: str = "uniform"  # how sparsity is spread over the blocks unless the caller says otherwise
     doc: str = ""
 
@@ -147,13 +149,43 @@ def keyword_options(fn: Callable) -> dict:
     return {p.name: p.default for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
 
 
+OPTION_RULES = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
+def option_rules(fn: Callable) -> dict:
+    "The rules the keyword-only parameters of `fn` state in their annotations: `x: Annotated[float, '> 0']`."
+    rules = {}
+    for p in inspect.signature(fn, eval_str=True).parameters.values():
+        if p.kind is p.KEYWORD_ONLY and (meta := [m for m in getattr(p.annotation, "__metadata__", ()) if isinstance(m, str)]):
+            for clause in meta:
+                op, _, bound = clause.partition(" ")
+                if op not in OPTION_RULES or not bound:
+                    raise ValueError(f"option {p.name} of {fn.__name__}: rule {clause!r} is not '<op> <number>' "
+                                     f"with op in {list(OPTION_RULES)}")
+                float(bound)  # a ValueError naming the bound
+            rules[p.name] = " and ".join(meta)
+    return rules
+
+
+def check_option_value(owner: str, name: str, value, default, rule: str | None = None) -> None:
+    "A ValueError naming option `name` of `owner` unless `value` is of its default's type and meets its rule."
+    wanted = (int, float) if isinstance(default, float) else type(default)
+    if default is not None and (isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, wanted)):
+        raise ValueError(f"option {name} of {owner} takes a {type(default).__name__} (default {default!r}), "
+                         f"got {value!r}")
+    for clause in rule.split(" and ") if rule else ():
+        op, bound = clause.split(" ")
+        if not OPTION_RULES[op](value, float(bound)):
+            raise ValueError(f"option {name} of {owner} must be {rule}, got {value!r}")
+
+
 def register_method(name: str, *, statistics: str = "norms", supports_nm: bool = True):
     "Decorator: register `fn` as pruning method `name`; its keyword-only parameters are its options."
     if statistics not in STATISTICS:
         raise ValueError(f"statistics must be one of {STATISTICS}, got {statistics!r}")
 
     def register(fn: Callable) -> Callable:
-        METHODS[name] = PruningMethod(name, fn, statistics, supports_nm, keyword_options(fn),
+        METHODS[name] = PruningMethod(name, fn, statistics, supports_nm, keyword_options(fn), option_rules(fn),
                                       doc=(fn.__doc__ or "").strip().split("\n")[0])
         return fn
     return register
@@ -182,7 +214,8 @@ def wanda(weight, stats, sparsity, nm, segments):
 
 # %% ../nbs/07_prune.ipynb #b0942945
 @register_method("sparsegpt", statistics="gram")
-def sparsegpt(weight, stats, sparsity, nm, segments, *, blocksize: int = 128, percdamp: float = 0.01):
+def sparsegpt(weight, stats, sparsity, nm, segments, *, blocksize: Annotated[int, ">= 1"] = 128,
+              percdamp: Annotated[float, "> 0"] = 0.01):
     """OBS pruning column by column. `segments`: the row counts of linears stacked into `weight` because
     they read the same input (q/k/v, gate/up); rows never interact in the updates, so the stack shares
     one H^-1 and one column loop, while each linear chooses its unstructured mask on its own rows."""
@@ -233,8 +266,8 @@ def _signed_order(values: torch.Tensor) -> torch.Tensor:
 
 
 @register_method("dsnot", statistics="norms")
-def dsnot(weight, stats, sparsity, nm, segments, *, max_cycles: int = 50, update_threshold: float = 0.1,
-          var_power: float = 1.0, same_sign: bool = True):
+def dsnot(weight, stats, sparsity, nm, segments, *, max_cycles: Annotated[int, ">= 0"] = 50,
+          update_threshold: Annotated[float, ">= 0"] = 0.1, var_power: float = 1.0, same_sign: bool = True):
     "Wanda's mask, then prune-and-grow swaps that shrink each row's expected output error (Zhang et al. 2024)."
     W = weight.float()
     rows, cols = W.shape
@@ -318,6 +351,7 @@ class Allocation:
     needs_calibration: bool
     supports_nm: bool
     options: dict = field(default_factory=dict)
+    rules: dict = field(default_factory=dict)
 
 
 ALLOCATIONS: dict[str, Allocation] = {}
@@ -327,7 +361,7 @@ def register_allocation(name: str, *, needs_calibration: bool, supports_nm: bool
     """Decorator: register `fn(measure, sparsity, n_blocks, *, options...)` as allocation `name`. `measure(on_block,
     desc)` runs one pass over the dense model calling `on_block(i, linears, stats)` with Wanda's statistics."""
     def register(fn: Callable) -> Callable:
-        ALLOCATIONS[name] = Allocation(name, fn, needs_calibration, supports_nm, keyword_options(fn))
+        ALLOCATIONS[name] = Allocation(name, fn, needs_calibration, supports_nm, keyword_options(fn), option_rules(fn))
         return fn
     return register
 
@@ -339,7 +373,8 @@ def uniform_allocation(measure, sparsity, n_blocks):
 
 
 @register_allocation("owl", needs_calibration=True, supports_nm=False)
-def owl_allocation(measure, sparsity, n_blocks, *, owl_m: float = 5.0, owl_lambda: float = 0.08):
+def owl_allocation(measure, sparsity, n_blocks, *, owl_m: Annotated[float, "> 0"] = 5.0,
+                   owl_lambda: Annotated[float, ">= 0"] = 0.08):
     "OWL: each block's outlier ratio from one pass over the dense model, then `owl_block_sparsities`."
     ratios, sizes = [], []
 
@@ -531,7 +566,8 @@ def supports_nm(method: str, allocation: str | None = None) -> bool:
 
 
 def check_options(method: str, allocation: str | None, options: dict) -> tuple[dict, dict]:
-    "`options` split into the method's and the allocation's; an unknown option is a ValueError naming it."
+    """`options` split into the method's and the allocation's; an unknown option, or a value of the wrong type or
+    against its rule, is a ValueError naming it."""
     spec = get_method(method)
     alloc = get_allocation(spec, allocation)
     unknown = sorted(set(options) - set(spec.options) - set(alloc.options))
@@ -539,6 +575,9 @@ def check_options(method: str, allocation: str | None, options: dict) -> tuple[d
         valid = sorted(spec.options | alloc.options)
         raise ValueError(f"unknown option(s) {unknown} for method {method!r} with allocation {alloc.name!r}; "
                          f"valid options: {valid if valid else 'none'}")
+    for owner, entry in ((f"method {method!r}", spec), (f"allocation {alloc.name!r}", alloc)):
+        for name in set(options) & set(entry.options):
+            check_option_value(owner, name, options[name], entry.options[name], entry.rules.get(name))
     return ({k: v for k, v in options.items() if k in spec.options},
             {k: v for k, v in options.items() if k in alloc.options})
 

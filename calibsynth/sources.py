@@ -483,27 +483,34 @@ def read_text_file(path: str | os.PathLike, text_field: str = "text") -> list[st
         raise ValueError(f"unsupported file type {p.suffix!r} for {str(path)!r}; supported: {list(FILE_SUFFIXES)}")
     if not p.is_file():
         raise FileNotFoundError(f"source file {str(path)!r} does not exist")
-    if p.suffix == ".txt":
-        texts = re.split(r"\n\s*\n", p.read_text(encoding="utf-8"))
-    elif p.suffix == ".parquet":
-        import pyarrow.parquet as pq
+    try:
+        if p.suffix == ".txt":
+            texts = re.split(r"\n\s*\n", p.read_text(encoding="utf-8"))
+        elif p.suffix == ".parquet":
+            import pyarrow.parquet as pq
 
-        table = pq.read_table(p)
-        if text_field not in table.column_names:
-            raise ValueError(f"{str(path)!r} has no column {text_field!r}; columns: {table.column_names}")
-        texts = table.column(text_field).to_pylist()
-    else:
-        if p.suffix == ".jsonl":
-            rows = read_jsonl(p)  # the one JSON-lines policy: a torn last line dropped, a broken middle one named
+            table = pq.read_table(p)
+            if text_field not in table.column_names:
+                raise ValueError(f"{str(path)!r} has no column {text_field!r}; columns: {table.column_names}")
+            texts = table.column(text_field).to_pylist()
         else:
-            rows = json.loads(p.read_text(encoding="utf-8"))
-            rows = rows.get(text_field, rows) if isinstance(rows, dict) else rows
-            if not isinstance(rows, list):
-                raise ValueError(f"{str(path)!r} holds no list of texts or of objects with {text_field!r}")
-        objs = [r for r in rows if isinstance(r, dict)]
-        if objs and not any(text_field in r for r in objs):
-            raise ValueError(f"{str(path)!r} has no text field {text_field!r}; fields found: {sorted(set().union(*objs))}")
-        texts = [r if isinstance(r, str) else r.get(text_field) for r in rows]
+            if p.suffix == ".jsonl":
+                rows = read_jsonl(p)  # the one JSON-lines policy: a torn last line dropped, a broken middle one named
+            else:
+                rows = json.loads(p.read_text(encoding="utf-8"))
+                rows = rows.get(text_field, rows) if isinstance(rows, dict) else rows
+                if not isinstance(rows, list):
+                    raise ValueError(f"{str(path)!r} holds no list of texts or of objects with {text_field!r}")
+            objs = [r for r in rows if isinstance(r, dict)]
+            if objs and not any(text_field in r for r in objs):
+                raise ValueError(f"{str(path)!r} has no text field {text_field!r}; fields found: {sorted(set().union(*objs))}")
+            texts = [r.get(text_field) if isinstance(r, dict) else r for r in rows]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}): "
+                         "give a text file") from None
+    if (bad := next((i for i, r in enumerate(texts) if r is not None and not isinstance(r, str)), None)) is not None:
+        raise ValueError(f"{str(path)!r}: item {bad} is {texts[bad]!r}, not a text or an object with field "
+                         f"{text_field!r}")
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
     if not texts:
         raise ValueError(f"source file {str(path)!r} holds no text")

@@ -116,6 +116,29 @@ def test_manifest_checksum_reproduces_from_the_same_seed(tiny_dir, tmp_path):
     assert "neutral evaluation panel (manuals, fortunes, devil" in card and cal["token_ids_sha256"] in card
     assert "| panel mean | 6 |" in card and "| your text: news | 2 |" in card  # per text and the mean, with windows
     assert "no neutral evaluation panel" not in card
+    # where the weights and the code come from; the calibration never uses text twice
+    assert first["model"]["source"] == {"path": str(tiny_dir.resolve())} and f"`{tiny_dir.resolve()}`" in card
+    assert first["environment"]["torch"] == torch.__version__ and first["environment"]["commit"]["commit"][:12] in card
+    assert (cal["repeated_spans"], cal["span"]) == (0, 32) and "no text is used twice" in card
+
+
+def test_a_file_that_is_also_the_evaluation_text_is_split_by_document_and_checked(tiny_dir, tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(dict(text=f"Document {i} is about subject number {i * 7919 % 1000} and "
+                                                 f"nothing else at all, word {i}.")) + "\n" for i in range(60)))
+    _, report = compress(tiny_dir, calibration=path, output_dir=tmp_path / "out", **TOY | dict(eval_text=path))
+    cal = report.manifest["calibration"]
+    assert cal["documents"].startswith("the calib split") and cal["eval_documents_sharing_13gram"] == 0
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert f"its calib documents only: its {cal['eval_documents']} eval documents are the evaluation text, and 0 " in card
+    boiler = tmp_path / "boilerplate.jsonl"  # every document shares its long opening with every other
+    boiler.write_text("".join(json.dumps(dict(text="This file is part of a project and is distributed under the same "
+                                                   f"licence as the project itself, see notice {i}.")) + "\n"
+                              for i in range(60)))
+    with pytest.warns(UserWarning, match="share a 13-word sequence with its calibration documents"):
+        _, report = compress(tiny_dir, calibration=boiler, **TOY | dict(eval_text=boiler))
+    cal = report.manifest["calibration"]
+    assert cal["eval_documents_sharing_13gram"] == cal["eval_documents"] > 0
 
 
 def test_options_and_allocation_are_recorded_with_their_defaults(tiny_dir, tmp_path):
@@ -175,6 +198,9 @@ BAD = [
     (dict(sparsity=None, pattern="two:four"), "'two:four'"),
     (dict(method="wandaa"), "unknown method 'wandaa'"),
     (dict(method="magnitude", percdmp=0.5), "percdmp"),
+    (dict(method="sparsegpt", percdamp=-1.0), "option percdamp of method 'sparsegpt' must be > 0, got -1.0"),
+    (dict(method="dsnot", max_cycles=2.5), "option max_cycles of method 'dsnot' takes a int"),
+    (dict(method="owl", owl_lambda=-0.1), "option owl_lambda of allocation 'owl' must be >= 0"),
     (dict(allocation="owll"), "unknown allocation 'owll'"),
     (dict(calibration="newz"), "unknown calibration 'newz'"),
     (dict(calibration="missing.jsonl"), "does not exist"),
@@ -240,13 +266,16 @@ def test_the_command_line_refuses_the_same_input(tiny_dir, tmp_path, capsys, mon
                            (["--percdmp", "0.1"], "unrecognized arguments: --percdmp"),
                            (["--method", "magnitude", "--percdamp", "0.1"], "unknown option(s) ['percdamp']"),
                            (["--sparsity", "1.0"], "sparsity must be in (0, 1)"), (["--sparsity", "2:4:8"], "'2:4:8'"),
-                           (["--method", "wandaa"], "invalid choice: 'wandaa'")]:
+                           (["--method", "wandaa"], "invalid choice: 'wandaa'"),
+                           (["--method", "sparsegpt", "--percdamp", "-1"], "option percdamp of method 'sparsegpt' must be > 0"),
+                           (["--model", str(tmp_path)], "holds no config.json")]:
         try:
             code = main(base + extra)
         except SystemExit as e:  # argparse's own refusals
             code = e.code
         assert code == 2, extra
-        assert message in capsys.readouterr().err, extra
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and message in err.strip().splitlines()[-1], (extra, err)  # argparse adds usage above
     assert not (tmp_path / "out").exists()
 
 
@@ -384,6 +413,10 @@ def test_readme_quick_start_runs_at_toy_sizes(tmp_path, monkeypatch, capsys):
     manifest = json.loads((directory / MANIFEST).read_text())
     assert (manifest["model"]["spec"], manifest["calibration"]["kind"], manifest["sparsity"]) == ("smollm2-135m", "self", 0.5)
     assert AutoModelForCausalLM.from_pretrained(directory).config.model_type == "llama"
+    card = (directory / "README.md").read_text()  # issue 28: what the model is, and calibration text used once
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card and "license: apache-2.0" in card
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in card and "no text is used twice" in card
+    assert manifest["calibration"]["repeated_spans"] == 0
 
     python = _readme_block("python", "### Prune your own model")
     toy = lambda *a, **kw: compress(*a, **kw | dict(n_samples=2, seqlen=32, eval_windows=2, eval_seqlen=32, progress=False,

@@ -139,6 +139,15 @@ def test_bad_files(tmp_path):
     (tmp_path / "x.csv").write_text("text\nabc\n")
     with pytest.raises(ValueError, match=".csv"):
         S.load_texts(str(tmp_path / "x.csv"))
+    (tmp_path / "numbers.json").write_text("[1, 2, 3]")  # one line naming the file and the item, no traceback
+    with pytest.raises(ValueError, match=r"numbers.json': item 0 is 1, not a text"):
+        S.load_texts(str(tmp_path / "numbers.json"))
+    (tmp_path / "mixed.jsonl").write_text('{"text": "a long enough text here"}\n{"text": 7}\n')
+    with pytest.raises(ValueError, match=r"mixed.jsonl': item 1 is 7"):
+        S.load_texts(str(tmp_path / "mixed.jsonl"))
+    (tmp_path / "weights.txt").write_bytes(bytes(range(256)) * 4)  # a binary file named .txt
+    with pytest.raises(ValueError, match=r"weights.txt' is not UTF-8 text \(byte 0x80 at offset 128\)"):
+        S.load_texts(str(tmp_path / "weights.txt"))
 
 
 def test_hub_source_code_path_on_a_local_stand_in(tmp_path, docs, monkeypatch):
