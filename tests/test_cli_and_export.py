@@ -29,6 +29,17 @@ def test_console_script_help():
     assert "sources" in out and "quickstart" in out
 
 
+def test_help_and_version_answer_without_importing_torch():
+    "They are what a user types first: no 3 s and 430 MB of torch to list the commands or print the version."
+    probe = ("import sys\nfrom calibsynth.cli import main\n"
+             "for argv in (['--help'], ['--version']):\n"
+             "    try:\n        main(argv)\n    except SystemExit as e:\n        assert e.code == 0, (argv, e.code)\n"
+             "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "verify" in out.stdout and "calibsynth 0." in out.stdout  # the list of commands, then the version
+
+
 def test_export_is_fresh(tmp_path):
     "nbdev-export on a clean copy of the notebooks reproduces calibsynth/ exactly."
     for item in ["nbs", "pyproject.toml", "calibsynth"]:

@@ -211,6 +211,8 @@ BAD = [
     (dict(eval_text="newz"), "newz"),
     (dict(eval_windows=-1), "eval_windows must be a non-negative integer"),
     (dict(calibration="allenai/c4:en"), "allenai/c4:en"),  # the hub is offline in the tests: named, not hung on
+    (dict(ignore="*.down_proj"), "ignore takes a list of module name patterns"),
+    (dict(save_dtype="int8"), "save_dtype must be one of"),
 ]
 
 
@@ -220,6 +222,32 @@ def test_bad_input_is_refused_before_the_model_loads(tiny_dir, tmp_path, no_mode
     with pytest.raises((ValueError, OSError), match=re.escape(message)):
         compress(tiny_dir, **kw)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal on a machine without a GPU")
+def test_a_cuda_device_without_a_gpu_is_refused_before_the_model_loads(tiny_dir, no_model_load):
+    with pytest.raises(ValueError, match="device 'cuda': torch sees no CUDA GPU"):
+        compress(tiny_dir, calibration="news", device="cuda", **TOY)
+
+
+def test_ignored_linears_stay_dense_and_the_saved_dtype_is_the_asked_one(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    assert main(["prune", "--model", str(tiny_dir), "--calib", "news", "--out", str(out), "--n-samples", "2",
+                 "--seqlen", "32", "--eval-windows", "0", "--ignore", "*.down_proj", "model.layers.0.*",
+                 "--save-dtype", "bfloat16", "--quiet"]) == 0
+    assert "it/s" not in capsys.readouterr().err  # --quiet: no progress bars
+    manifest = json.loads((out / MANIFEST).read_text())
+    ignored = manifest["ignored"]
+    assert "model.layers.1.mlp.down_proj" in ignored and all(n.startswith("model.layers.0.") or
+                                                             n.endswith(".down_proj") for n in ignored)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.dtype == torch.bfloat16 and manifest["model"]["dtype"] == "bfloat16"
+    for name, sparsity in _linear_sparsity(model).items():
+        assert sparsity == (0.0 if name in ignored else 0.5), name
+    assert f"Left dense on request: {len(ignored)} decoder linears" in (out / "README.md").read_text()
+    assert main(["prune", "--model", str(tiny_dir), "--calib", "news", "--out", str(tmp_path / "x"), "--seqlen", "32",
+                 "--ignore", "*.dwn_proj"]) == 2
+    assert "'*.dwn_proj' matches no decoder linear" in capsys.readouterr().err
 
 
 def test_calibration_files_that_are_empty_or_too_short(tiny_dir, tmp_path, no_model_load):
