@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 import time
 from dataclasses import MISSING, asdict, fields
@@ -21,7 +22,7 @@ from . import __version__
 __all__ = ['COMMANDS', 'add_dataclass_options', 'dataclass_args', 'sparsity_arg', 'registered_options', 'add_pruning_arguments',
            'pruning_options', 'cmd_sources', 'cmd_quickstart', 'cmd_synth', 'find_run', 'cmd_eval', 'sigterm_unwinds',
            'cmd_prune', 'experiment_notebooks', 'execute_notebook', 'cmd_reproduce', 'cmd_verify', 'commands_parser',
-           'build_parser', 'main']
+           'build_parser', 'in_flags', 'main']
 
 # %% ../nbs/19_cli.ipynb #3b2bc74e
 def _flag(name: str) -> str:
@@ -365,7 +366,7 @@ def cmd_prune(args) -> int:
                              forward_dtype=args.forward_dtype, dtype=args.dtype, batch_size=args.batch_size,
                              eval_text=args.eval_text, eval_windows=args.eval_windows, eval_seqlen=args.eval_seqlen,
                              overwrite=args.overwrite, ignore=args.ignore or (), save_dtype=args.save_dtype,
-                             device=args.device, progress=not args.quiet,
+                             device=args.device, progress=not args.quiet, dry_run=args.dry_run,
                              method_options=pruning_options(args))
     print(report.summary())
     return 0
@@ -563,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--ignore", nargs="+", metavar="PATTERN", help="decoder linears to leave dense, by name pattern "
                     "('*.down_proj', 'model.layers.0.*'); the embeddings and the LM head are never pruned")
     pr.add_argument("--quiet", action="store_true", help="no progress bars: the summary and errors only")
+    pr.add_argument("--dry-run", action="store_true", help="check everything and say what would be pruned, with what "
+                    "calibration and at what cost; load no weights and write nothing")
     pr.add_argument("--eval-text", metavar="FILE|SOURCE", help="your own evaluation text (its held-out eval "
                     "documents), measured beside the neutral panel before and after")
     pr.add_argument("--eval-windows", type=int, default=32, help="windows per evaluated text (0: no evaluation)")
@@ -628,16 +631,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def in_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """`message` with the library's parameter names (`n_samples`, `overwrite=True`) written as the command's flags
+    (`--n-samples`, `--overwrite`): the command line user never sees the Python names. Only names with an
+    underscore or a `=True` are rewritten; plain words are left alone."""
+    flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings and a.dest != "help"}
+    message = re.sub(r"\b(\w+)=True\b", lambda m: flags.get(m[1], m[0]), message)
+    return re.sub(r"\b[a-z]+(?:_[a-z]+)+\b", lambda m: flags.get(m[0], m[0]), message)
+
+
 def main(argv: list[str] | None = None) -> int:
     "Run the `calibsynth` command line; returns the exit code."
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help", "--version"):  # answered in a blink: the full parser imports torch
         commands_parser().parse_args(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, OSError, ModuleNotFoundError) as e:  # OSError: missing files, permissions, the hub
-        print(f"calibsynth {args.command}: error: {e}", file=sys.stderr)
+        command = parser._subparsers._group_actions[0].choices[args.command]
+        print(f"calibsynth {args.command}: error: {in_flags(str(e), command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: the writes in flight have already unwound; the shell's convention is 128 + SIGINT
         print(f"calibsynth {args.command}: interrupted", file=sys.stderr)

@@ -29,7 +29,7 @@ from .core import CODE_VERSION, atomic_dir, check_int, code_commit, resolve_devi
 from .evaluate import NEUTRAL_PANEL, Instrument, compare_measurements, measure
 from .models import EMBEDDED_MODELS, embedded_provenance, load_model, resolve_spec
 from .prune import PruneReport, check_options, get_allocation, get_method, needs_calibration
-from .prune import parse_pattern, prunable_linears, prune
+from .prune import ignored_linears, parse_pattern, prunable_linears, prune
 from .scoring import weights_dtype
 from .sources import FILE_SUFFIXES, HELD_OUT_NGRAM, HUB_DEFAULT_LIMIT, SYN_PREFIX, HubSource, check_source
 from .sources import calibration_texts, list_sources, load_hub_texts, load_texts, sample_calibration
@@ -41,7 +41,8 @@ __all__ = ['SELF_CALIBRATION', 'SPAN', 'MANIFEST', 'ENGINE_DTYPES', 'SAVE_DTYPES
            'tokenizer_and_config', 'context_length', 'causal_lm_class', 'check_can_generate', 'token_ids_sha256',
            'repeated_spans', 'weights_sha256', 'Calibration', 'spec_kind', 'model_source', 'environment',
            'synthetic_model_key', 'draw_calibration', 'check_output_dir', 'quality_instrument', 'model_card',
-           'save_compressed', 'CompressReport', 'check_request', 'build_manifest', 'compress', 'to_semi_structured']
+           'save_compressed', 'CompressReport', 'CompressPlan', 'check_request', 'build_manifest', 'compress',
+           'to_semi_structured']
 
 # %% ../nbs/11_compress.ipynb #6aa1d4bd
 def parse_sparsity(sparsity: float | str | None, pattern: str = "unstructured") -> tuple[float, str]:
@@ -285,7 +286,7 @@ def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) -> 
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"output directory {str(out)!r} exists and is not empty; pass overwrite=True "
-                                  "(--overwrite) to replace it")
+                                  "to replace it")
         if not (out / MANIFEST).exists():
             raise FileExistsError(f"refusing to replace {str(out)!r}: it holds files but no {MANIFEST}, so it is not "
                                   "an earlier calibsynth output")
@@ -428,6 +429,52 @@ class CompressReport:
             lines.append(f"written to {self.output_dir}")
         return "\n".join(lines)
 
+
+@dataclass
+class CompressPlan:
+    "What `compress` would do (`dry_run=True`): checked in full, nothing loaded but the tokenizer and config."
+    model: str
+    architecture: str
+    decoder_linears: int
+    decoder_weights: int  # in the decoder linears, the ones the sparsity is a fraction of
+    ignored: list[str]
+    weights_to_prune: int  # about: the target sparsity of the linears not ignored
+    method: str
+    allocation: str
+    options: dict
+    sparsity: float
+    pattern: str
+    calibration: dict | None  # drawn already (its checksum) for a source or a file; a budget for self-generation
+    calibration_passes: int  # forward passes over the calibration windows through the decoder blocks
+    evaluation_windows: int
+    output_dir: str | None
+
+    @property
+    def calibration_gflop(self) -> float:
+        "About 2 flops per weight per token and pass, through the decoder linears: the engine's forward cost."
+        cal = self.calibration or {}
+        return 2 * self.decoder_weights * cal.get("n_samples", 0) * cal.get("seqlen", 0) * self.calibration_passes / 1e9
+
+    def summary(self) -> str:
+        cal = self.calibration
+        lines = [f"dry run: nothing loaded or written",
+                 f"model {self.model} ({self.architecture}): {self.decoder_linears} decoder linears, "
+                 f"{self.decoder_weights / 1e6:.1f} M weights; {len(self.ignored)} left dense on request",
+                 f"{self.method} ({self.allocation} allocation, options {json.dumps(self.options, sort_keys=True)}) to "
+                 f"{self.sparsity:g} {self.pattern}: about {self.weights_to_prune / 1e6:.1f} M weights set to zero"]
+        if cal is None:
+            lines.append("calibration: none (the method reads the weights only)")
+        else:
+            drawn = (f"drawn, token ids sha256 {cal['token_ids_sha256'][:16]}..., {cal['repeated_spans']} repeated "
+                     f"{cal['span']}-token spans" if "token_ids_sha256" in cal else
+                     f"to generate: at least {cal['generate_tokens']} kept tokens of the model's own text")
+            lines.append(f"calibration: {cal['source']} ({cal['kind']}), {cal['n_samples']} x {cal['seqlen']} tokens; "
+                         f"{drawn}")
+        lines.append(f"cost: {self.calibration_passes} calibration pass(es), about {self.calibration_gflop:,.0f} GFLOP; "
+                     f"evaluation on {self.evaluation_windows} windows per text, before and after")
+        lines.append(f"output: {self.output_dir or 'none (in memory)'}")
+        return "\n".join(lines)
+
 # %% ../nbs/11_compress.ipynb #e42950d2
 ENGINE_DTYPES = ("auto", "float32", "bfloat16")  # the engine's; 'auto' follows the weights
 SAVE_DTYPES = ("auto", "float32", "bfloat16", "float16")  # the saved weights'; 'auto': as loaded
@@ -513,6 +560,12 @@ def build_manifest(report: PruneReport, calib: Calibration | None, model: nn.Mod
         quality=quality, environment=environment())
 
 # %% ../nbs/11_compress.ipynb #acae24ad
+def _skeleton(model_class: type, config) -> nn.Module:
+    "The model's modules with no weights behind them (the meta device): its layer names and shapes, for free."
+    with torch.device("meta"):
+        return model_class._from_config(config)
+
+
 def compress(model_or_spec, calibration=None, method: str = "wanda", sparsity: float | str | None = 0.5,
              pattern: str = "unstructured", output_dir: str | os.PathLike | None = None, *, tokenizer=None,
              allocation: str | None = None, n_samples: int = 64, seqlen: int = 512, seed: int = 0,
@@ -520,7 +573,8 @@ def compress(model_or_spec, calibration=None, method: str = "wanda", sparsity: f
              forward_dtype: str = "auto", dtype: str = "auto", device: str = "auto", batch_size: int = 8,
              eval_text: str | os.PathLike | None = None, eval_windows: int = 32, eval_seqlen: int = 256,
              overwrite: bool = False, ignore: Sequence[str] = (), save_dtype: str = "auto",
-             progress: bool = True, method_options: dict | None = None, **options) -> tuple[nn.Module, CompressReport]:
+             dry_run: bool = False, progress: bool = True, method_options: dict | None = None,
+             **options) -> tuple[nn.Module | None, CompressReport | CompressPlan]:
     """Prune `model_or_spec` (an embedded alias, a directory, a hub id, or `(model, tokenizer)`) with `method` at
     `sparsity`/`pattern`, calibrated on `calibration` (see `calibration_kind`); write it to `output_dir` when
     given. `options` go to the method and the allocation; one named like a parameter here (random's `seed`)
@@ -528,7 +582,8 @@ def compress(model_or_spec, calibration=None, method: str = "wanda", sparsity: f
     float32). The dense and pruned models are measured on `eval_windows` windows (0: not measured) of the neutral
     panel and of `eval_text` (your own text) when given. `ignore`: name patterns of decoder linears left dense;
     `save_dtype`: the dtype the weights are cast to after pruning and measuring ('auto': as loaded). Returns the
-    pruned model (as saved) and a `CompressReport`."""
+    pruned model (as saved) and a `CompressReport`; with `dry_run`, everything is checked (the calibration drawn
+    where no generation is needed) but nothing is loaded or written: `(None, CompressPlan)`."""
     start, timings = time.perf_counter(), {}
     options = (method_options or {}) | options  # the engine's own keywords cannot collide: it takes **options
     sparsity, pattern, kind, synth = check_request(calibration, method, sparsity, pattern, allocation, options, n_samples,
@@ -549,6 +604,24 @@ def compress(model_or_spec, calibration=None, method: str = "wanda", sparsity: f
     draw = lambda **kw: draw_calibration(calibration, tok, n_samples, seqlen, seed, text_field, synth=synth,
                                          prefix_source=prefix_source, progress=progress, held_out=same_file, **kw)
     calib = draw() if kind is not None and kind not in SELF_CALIBRATION else None  # before the weights load
+    if ignore or dry_run:  # the layer names, from the config alone: a pattern that matches nothing fails now
+        skeleton = model if model is not None else _skeleton(model_class, config)
+        linears = prunable_linears(skeleton)
+        ignored = ignored_linears(linears, ignore)
+    if dry_run:
+        spec_m = get_method(method)
+        alloc = get_allocation(spec_m, allocation)
+        plan_cal = None if kind is None else (calib.to_dict() if calib is not None else dict(
+            source=str(calibration), kind=kind, n_samples=n_samples, seqlen=seqlen,
+            generate_tokens=draw_budget(n_samples, seqlen)))
+        return None, CompressPlan(
+            model=spec or model_class.__name__, architecture=model_class.__name__, decoder_linears=len(linears),
+            decoder_weights=sum(l.weight.numel() for l in linears.values()), ignored=sorted(ignored),
+            weights_to_prune=round(sparsity * sum(l.weight.numel() for n, l in linears.items() if n not in ignored)),
+            method=spec_m.name, allocation=alloc.name, options=_effective_options(method, allocation, options),
+            sparsity=sparsity, pattern=pattern, calibration=plan_cal,
+            calibration_passes=int(spec_m.needs_calibration) + int(alloc.needs_calibration),
+            evaluation_windows=eval_windows, output_dir=None if out is None else str(out))
     timings["prepare"] = time.perf_counter() - start
     if model is None:
         t = time.perf_counter()

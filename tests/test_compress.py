@@ -250,6 +250,26 @@ def test_ignored_linears_stay_dense_and_the_saved_dtype_is_the_asked_one(tiny_di
     assert "'*.dwn_proj' matches no decoder linear" in capsys.readouterr().err
 
 
+def test_a_dry_run_checks_everything_and_loads_and_writes_nothing(tiny_dir, tmp_path, no_model_load, capsys):
+    model, plan = compress(tiny_dir, calibration="news", output_dir=tmp_path / "out", ignore=["*.down_proj"],
+                           dry_run=True, **TOY)
+    assert model is None and not (tmp_path / "out").exists()
+    assert (plan.decoder_linears, len(plan.ignored), plan.calibration_passes) == (14, 2, 1)
+    down = sum(p.numel() for n, p in load_model(tiny_dir)[0].named_parameters() if n.endswith("down_proj.weight"))
+    assert plan.weights_to_prune == round(0.5 * (plan.decoder_weights - down))
+    drawn = sample_calibration("news", load_model(tiny_dir)[1], 2, 32, seed=0)  # what a real run draws
+    assert plan.calibration["token_ids_sha256"] == token_ids_sha256(drawn)
+    _, plan = compress(tiny_dir, calibration="self", method="sparsegpt", allocation="owl", dry_run=True, **TOY)
+    assert plan.calibration["generate_tokens"] == draw_budget(2, 32) and plan.calibration_passes == 2
+    with pytest.raises(ValueError, match="'model.layer.*' matches no decoder linear"):  # a typo, before the load
+        compress(tiny_dir, calibration="news", ignore=["model.layer.*"], **TOY)
+    assert main(["prune", "--model", str(tiny_dir), "--calib", "news", "--out", str(tmp_path / "out"), "--seqlen",
+                 "32", "--n-samples", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("dry run: nothing loaded or written") and "14 decoder linears" in out
+    assert not (tmp_path / "out").exists()
+
+
 def test_calibration_files_that_are_empty_or_too_short(tiny_dir, tmp_path, no_model_load):
     (tmp_path / "empty.txt").write_text("\n\n")
     (tmp_path / "short.txt").write_text("Twenty-two bytes long.")  # the byte tokenizer: one token per byte
@@ -296,7 +316,8 @@ def test_the_command_line_refuses_the_same_input(tiny_dir, tmp_path, capsys, mon
                            (["--sparsity", "1.0"], "sparsity must be in (0, 1)"), (["--sparsity", "2:4:8"], "'2:4:8'"),
                            (["--method", "wandaa"], "invalid choice: 'wandaa'"),
                            (["--method", "sparsegpt", "--percdamp", "-1"], "option percdamp of method 'sparsegpt' must be > 0"),
-                           (["--model", str(tmp_path)], "holds no config.json")]:
+                           (["--model", str(tmp_path)], "holds no config.json"),
+                           (["--n-samples", "0"], "--n-samples must be a positive integer, got 0")]:
         try:
             code = main(base + extra)
         except SystemExit as e:  # argparse's own refusals
@@ -305,6 +326,10 @@ def test_the_command_line_refuses_the_same_input(tiny_dir, tmp_path, capsys, mon
         err = capsys.readouterr().err
         assert "Traceback" not in err and message in err.strip().splitlines()[-1], (extra, err)  # argparse adds usage above
     assert not (tmp_path / "out").exists()
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    assert main(base[:-4] + ["--out", str(tmp_path / "taken")]) == 2  # the flag, not the Python parameter
+    assert capsys.readouterr().err.endswith("exists and is not empty; pass --overwrite to replace it\n")
 
 
 # --- the interrupted write -----------------------------------------------------------------------------------------
