@@ -9,7 +9,7 @@ Docs: https://calibsynth.github.io/calibsynth/stats.html.md"""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -19,10 +19,11 @@ from scipy import stats
 from .core import check_int
 
 # %% auto #0
-__all__ = ['CI_METHODS', 'ALTERNATIVES', 'LABELS', 'EXPECTATIONS', 'TESTS', 'RESAMPLING', 'paired_differences',
+__all__ = ['CI_METHODS', 'ALTERNATIVES', 'LABELS', 'EXPECTATIONS', 'TESTS', 'RESAMPLING', 'WIN_TIE_LOSS', 'paired_differences',
            'simulate_comparison', 'Interval', 'paired_bootstrap', 'balanced_means', 'crossed_bootstrap',
            'stratified_bootstrap', 'paired_permutation', 'min_p_value', 'decide', 'Verdict', 'verdict', 'compare',
-           'correlation_verdict', 'spread_verdict', 'all_hold', 'windows_to_resolve', 'binomial_se', 'roc_auc']
+           'correlation_verdict', 'spread_verdict', 'all_hold', 'genre_means', 'GenreVerdict', 'genre_verdict', 'holm',
+           'label_family', 'windows_to_resolve', 'binomial_se', 'roc_auc']
 
 # %% ../nbs/09_stats.ipynb #62eb31d7
 def _names(columns, what: str) -> list[str]:
@@ -435,6 +436,109 @@ def all_hold(parts: Sequence[Verdict | str]) -> str:
     if "contradicted" in labels:
         return "contradicted"
     return "reproduced" if set(labels) == {"reproduced"} else "inconclusive"
+
+# %% ../nbs/09_stats.ipynb #77016849
+def genre_means(differences, genres) -> pd.DataFrame:
+    "Seeds (rows) x genres (columns, in order of first appearance): the mean paired difference over a genre's windows."
+    m = _matrix(differences)
+    labels = np.asarray(genres)
+    groups = _groups(labels, m.shape[1])
+    return pd.DataFrame({labels[g[0]]: m[:, g].mean(axis=1) for g in groups})
+
+
+def _sampling_variance(m: np.ndarray) -> float:
+    "Variance of a seeds x windows matrix's mean from sampling seeds and windows (crossed design, by moments)."
+    seeds, windows = m.shape
+    var = 0.0
+    if seeds > 1:
+        var += m.mean(axis=1).var(ddof=1) / seeds
+    if windows > 1:
+        var += m.mean(axis=0).var(ddof=1) / windows
+    return var
+
+
+WIN_TIE_LOSS = ("win", "tie", "loss")
+
+
+@dataclass(frozen=True)
+class GenreVerdict(Verdict):
+    "A `Verdict` whose interval and p-value treat genre as a random factor, with what each genre says on its own."
+    n_genres: int = 0
+    between_genre_sd: float = math.nan
+    per_genre: dict = field(default_factory=dict)  # genre -> estimate, ci_low, ci_high, outcome (win / tie / loss)
+    fixed_corpus: dict = field(default_factory=dict)  # `verdict` with the measured corpora as fixed strata
+    family: str = ""  # the comparisons this one was labelled with (Holm)
+    family_size: int = 1
+    p_raw: float = math.nan  # before the family's correction (p_value is after)
+
+    def outcomes(self) -> dict:
+        "How many genres the compared set wins, ties and loses (on the expected side, by each genre's interval)."
+        counts = {k: 0 for k in WIN_TIE_LOSS}
+        for g in self.per_genre.values():
+            counts[g["outcome"]] += 1
+        return counts
+
+
+def genre_verdict(differences, genres, expect: str, alpha: float = 0.05, *, metric: str = "",
+                  per_genre: bool = True, n_resamples: int = 9999, rng_seed: int = 0) -> GenreVerdict:
+    """Verdict on a seeds x windows matrix of paired differences a - b whose windows come from the `genres` (a label
+    per window), with genre a random factor: the t test and interval over the genres' means (G - 1 df)."""
+    _check_claim(expect, alpha)
+    gm = genre_means(differences, genres)
+    effects = gm.mean(axis=0).to_numpy()
+    n_genres = len(effects)
+    if n_genres < 3:
+        raise ValueError(f"genre as a random factor needs at least 3 genres, got {n_genres}: {list(gm.columns)}")
+    m = _matrix(differences)
+    labels = np.asarray(genres)
+    estimate, se = float(effects.mean()), float(effects.std(ddof=1) / math.sqrt(n_genres))
+    if se == 0:
+        low = high = estimate
+        p = 1.0 if estimate == 0 else 0.0
+    else:
+        half = float(stats.t.ppf(1 - alpha / 2, n_genres - 1)) * se
+        low, high = estimate - half, estimate + half
+        p = float(2 * stats.t.sf(abs(estimate / se), n_genres - 1))
+    within = np.mean([_sampling_variance(m[:, labels == g]) for g in gm.columns])
+    between_sd = math.sqrt(max(0.0, float(effects.var(ddof=1)) - within))
+    outcomes = {}
+    if per_genre:
+        for g in gm.columns:
+            iv = crossed_bootstrap(m[:, labels == g], "percentile", 1 - alpha, n_resamples, rng_seed)
+            side = "win" if (iv.high < 0) == (expect == "less") else "loss"
+            outcomes[str(g)] = dict(estimate=iv.estimate, ci_low=iv.low, ci_high=iv.high,
+                                    outcome=side if iv.high < 0 or iv.low > 0 else "tie")
+    fixed = verdict(m, expect, alpha, metric=metric, strata=labels, n_resamples=n_resamples, rng_seed=rng_seed).to_dict() \
+        if per_genre else {}
+    return GenreVerdict(decide(low, high, p, expect, alpha), estimate, low, high, p, m.shape[0], m.shape[1], metric,
+                        f"t over {n_genres} genres' means (genre a random factor, {n_genres - 1} df)", expect, alpha,
+                        0.0, "mean difference", 0.0, n_genres, between_sd, outcomes, fixed, p_raw=p)
+
+# %% ../nbs/09_stats.ipynb #cc8cb6c1
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    "Holm's step-down adjusted p-values (family-wise error), in the order given."
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1 or not len(p) or np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError(f"p_values must be a non-empty list of numbers in [0, 1], got {list(p_values)}")
+    order = np.argsort(p, kind="stable")
+    adjusted = np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order])
+    out = np.empty_like(p)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def label_family(verdicts: Sequence[Verdict], family: str) -> list[Verdict]:
+    "The verdicts of one family, each labelled again with its Holm-corrected p (`p_raw` keeps the uncorrected one)."
+    verdicts = list(verdicts)
+    corrected = holm([v.p_value if not isinstance(v, GenreVerdict) or math.isnan(v.p_raw) else v.p_raw
+                      for v in verdicts])
+    out = []
+    for v, p in zip(verdicts, corrected):
+        raw = v.p_raw if isinstance(v, GenreVerdict) and not math.isnan(v.p_raw) else v.p_value
+        label = decide(v.ci_low, v.ci_high, float(p), v.expect, v.alpha, v.null)
+        extra = dict(family=family, family_size=len(verdicts), p_raw=raw) if isinstance(v, GenreVerdict) else {}
+        out.append(replace(v, label=label, p_value=float(p), **extra))
+    return out
 
 # %% ../nbs/09_stats.ipynb #57e1e58c
 def windows_to_resolve(v: Verdict, windows: int, steps: int = 8, margin: float = 0.5) -> int:

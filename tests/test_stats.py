@@ -221,3 +221,48 @@ def test_spread_known_cases():
     assert spread_verdict(steady, shaky, "greater").label == "contradicted"
     few = spread_verdict(steady[:3], shaky[:3], "less")
     assert (few.label, few.min_p) == ("inconclusive", 0.1)
+
+
+# --- genre as a random factor, and families -------------------------------------------------------------------------
+
+def _genres(mu, tau, rng, n_genres=8, n_seeds=6, n_windows=10, noise=0.02):
+    effects = rng.normal(mu, tau, n_genres)
+    d = effects.repeat(n_windows)[None, :] + rng.normal(0, noise, (n_seeds, n_genres * n_windows))
+    return d, np.repeat([f"genre{i}" for i in range(n_genres)], n_windows)
+
+
+def test_genre_interval_covers_a_known_population_effect_at_the_nominal_rate():
+    from calibsynth.stats import genre_verdict
+
+    rng = np.random.default_rng(7)
+    hits = [(v := genre_verdict(*_genres(0.05, 0.04, rng), "greater", per_genre=False)).ci_low <= 0.05 <= v.ci_high
+            for _ in range(300)]
+    assert abs(np.mean(hits) - 0.95) < 3 * np.sqrt(0.95 * 0.05 / 300), np.mean(hits)
+
+
+def test_effects_of_the_measured_genres_alone_do_not_make_a_verdict():
+    "Population effect 0, each genre its own: the fixed-corpus reading calls it, the across-genre one does not."
+    from calibsynth.stats import genre_verdict
+
+    rng = np.random.default_rng(8)
+    calls = [genre_verdict(*_genres(0.0, 0.05, rng), "less", per_genre=False).label != "inconclusive"
+             for _ in range(200)]
+    assert np.mean(calls) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 200), np.mean(calls)
+    d, labels = _genres(0.0, 0.05, np.random.default_rng(3))
+    v = genre_verdict(d, labels, "less", n_resamples=999)
+    assert v.label == "inconclusive" and v.fixed_corpus["label"] != "inconclusive"
+    assert sum(v.outcomes().values()) == 8 and v.outcomes()["win"] and v.outcomes()["loss"]
+    assert abs(v.between_genre_sd - np.std(d.reshape(6, 8, 10).mean(axis=(0, 2)), ddof=1)) < 0.005
+
+
+def test_holm_family_labels_move_only_towards_inconclusive():
+    from calibsynth.stats import genre_verdict, holm, label_family
+
+    assert np.allclose(holm([0.04, 0.01, 0.03, 0.2]), [0.09, 0.04, 0.09, 0.2])  # 4 x .01; 3 x .03; max(2 x .04, .09)
+    d, labels = _genres(-0.05, 0.01, np.random.default_rng(0))
+    v = genre_verdict(d, labels, "less", per_genre=False)
+    assert v.label == "reproduced"
+    family = label_family([v] * 20, "twenty of the same")
+    assert all(f.p_value == min(1.0, 20 * v.p_value) and f.family_size == 20 for f in family)
+    with pytest.raises(ValueError, match="at least 3 genres"):
+        genre_verdict(d[:, :20], labels[:20], "less")
