@@ -21,12 +21,16 @@ from . import __version__
 # %% auto #0
 __all__ = ['COMMANDS', 'add_dataclass_options', 'dataclass_args', 'sparsity_arg', 'registered_options', 'add_pruning_arguments',
            'pruning_options', 'cmd_sources', 'cmd_quickstart', 'cmd_synth', 'find_run', 'cmd_eval', 'sigterm_unwinds',
-           'cmd_prune', 'experiment_notebooks', 'execute_notebook', 'cmd_reproduce', 'cmd_verify', 'commands_parser',
-           'build_parser', 'in_flags', 'main']
+           'cmd_prune', 'cmd_compare', 'experiment_notebooks', 'execute_notebook', 'cmd_reproduce', 'cmd_verify',
+           'commands_parser', 'build_parser', 'in_flags', 'main']
 
 # %% ../nbs/19_cli.ipynb #3b2bc74e
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _comma_list(text: str) -> tuple:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _option_kwargs(default, help: str, dest: str) -> dict:
@@ -34,6 +38,9 @@ def _option_kwargs(default, help: str, dest: str) -> dict:
     kw = dict(dest=dest, default=None, help=help)
     if isinstance(default, bool):
         kw["action"] = argparse.BooleanOptionalAction
+    elif isinstance(default, tuple):  # a list, written comma-separated: --candidates news,self
+        kw["type"], kw["metavar"] = _comma_list, "A,B,..."
+        kw["help"] = f"default: {','.join(map(str, default))}"
     else:
         kw["type"] = type(default) if default is not None else str
         kw["metavar"] = kw["type"].__name__.upper()
@@ -371,6 +378,18 @@ def cmd_prune(args) -> int:
     print(report.summary())
     return 0
 
+
+def cmd_compare(args) -> int:
+    from calibsynth.compare import CompareConfig, compare_calibration
+
+    cfg = CompareConfig(**dataclass_args(CompareConfig, args))
+    cfg.check()  # before the output folder is made
+    out = args.out or f"compare-{Path(cfg.model).name}"
+    with sigterm_unwinds():
+        report = compare_calibration(cfg, out, progress=not args.quiet)
+    print(report.summary())
+    return 0
+
 # %% ../nbs/19_cli.ipynb #941e7b29
 def experiment_notebooks(nbs_dir: Path, only: str | None = None) -> list[Path]:
     "The experiment notebooks of `nbs_dir` in order, optionally only those whose number is in `only` ('10,12')."
@@ -505,6 +524,7 @@ COMMANDS = {
     "prune": "prune a model into a Hugging Face checkpoint with a manifest and a model card",
     "eval": "quality of a (pruned) model on the neutral panel and your own text",
     "reproduce": "execute every experiment notebook under a profile (figures/, results/)",
+    "compare": "which calibration data for my model? rank candidate sets with paired intervals",
     "verify": "recompute committed runs from their configs and check they match",
     "quickstart": "load a model, build the corpora, draw a calibration set, summarize",
 }
@@ -525,6 +545,7 @@ def commands_parser() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from calibsynth.compare import CompareConfig
     from calibsynth.synth import STRATEGIES, SynthConfig
 
     p, sub = _top_parser()
@@ -597,6 +618,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--semi-structured", action="store_true", help="2:4 models: semi-structured sparse kernels (CUDA)")
     add_pruning_arguments(e, method_flag="--prune", method_default=None)  # last: its options yield to the flags above
     e.set_defaults(func=cmd_eval)
+
+    c = sub.add_parser("compare", help=COMMANDS["compare"], description="Prune one model with every candidate "
+                       "calibration set (sources, files, self, diverse:a+b, mix:a+b, ppl:a) at an equal token budget "
+                       "over seeds, measure each on the neutral panel (or --eval-text), rank them against the best "
+                       "with paired intervals (genre a random factor, Holm-corrected); resumable.")
+    add_dataclass_options(c, CompareConfig)
+    c.add_argument("--out", help="output folder: rows, report.json, compare.png (default: compare-MODEL)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.set_defaults(func=cmd_compare)
 
     r = sub.add_parser("reproduce", help=COMMANDS["reproduce"])
     r.add_argument("--profile", default="quick", choices=["smoke", "quick", "paper"])

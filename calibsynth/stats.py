@@ -437,7 +437,7 @@ def all_hold(parts: Sequence[Verdict | str]) -> str:
         return "contradicted"
     return "reproduced" if set(labels) == {"reproduced"} else "inconclusive"
 
-# %% ../nbs/09_stats.ipynb #77016849
+# %% ../nbs/09_stats.ipynb #ae8d96f0
 def genre_means(differences, genres) -> pd.DataFrame:
     "Seeds (rows) x genres (columns, in order of first appearance): the mean paired difference over a genre's windows."
     m = _matrix(differences)
@@ -514,7 +514,7 @@ def genre_verdict(differences, genres, expect: str, alpha: float = 0.05, *, metr
                         f"t over {n_genres} genres' means (genre a random factor, {n_genres - 1} df)", expect, alpha,
                         0.0, "mean difference", 0.0, n_genres, between_sd, outcomes, fixed, p_raw=p)
 
-# %% ../nbs/09_stats.ipynb #cc8cb6c1
+# %% ../nbs/09_stats.ipynb #7b84aa92
 def holm(p_values: Sequence[float]) -> np.ndarray:
     "Holm's step-down adjusted p-values (family-wise error), in the order given."
     p = np.asarray(p_values, dtype=float)
