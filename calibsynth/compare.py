@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import CODE_VERSION, append_jsonl, atomic_write_json, check_int, json_digest, read_jsonl
-from .core import show_progress
+from .core import sha256_file, show_progress
 from .compress import SELF_CALIBRATION, calibration_kind, check_request, draw_calibration
 from .compress import quality_instrument, synthetic_model_key, token_ids_sha256, weights_sha256
 from .compress import context_length, tokenizer_and_config
@@ -32,7 +33,7 @@ from .models import load_model
 from .prune import prune
 from .scoring import weights_dtype
 from .select import parse_selection, select_calibration
-from .stats import Verdict, genre_verdict, label_family, verdict
+from .stats import GenreVerdict, Verdict, genre_verdict, label_family, verdict
 
 # %% auto #0
 __all__ = ['RANK_BY', 'RUNS', 'REPORT', 'USER_LABELS', 'CompareConfig', 'draw_candidate', 'run_key', 'run_comparison',
@@ -72,7 +73,7 @@ class CompareConfig:
                 raise ValueError(f"{name} must be a non-empty list of distinct values, got {value!r}")
         if len(self.candidates) < 2:
             raise ValueError(f"a comparison needs at least 2 candidates, got {list(self.candidates)}")
-        check_int("seeds", self.seeds, minimum=2)  # one seed gives no interval over calibration draws
+        check_int("seeds", self.seeds, minimum=3)  # the seeds are a random factor: fewer leave no honest interval
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
         for cand in self.candidates:
@@ -123,7 +124,7 @@ def run_comparison(cfg: CompareConfig, out_dir: str | os.PathLike, progress: boo
     out_dir.mkdir(parents=True, exist_ok=True)
     total = len(pairs) * len(cfg.methods) * cfg.seeds * len(cfg.candidates)
     echo(f"compare: {total} pruned models ({len(cfg.candidates)} candidates x {len(cfg.methods)} methods x "
-         f"{len(pairs) // max(1, len(cfg.methods)) or 1} sparsities x {cfg.seeds} seeds) and the dense model, "
+         f"{len(pairs)} sparsities x {cfg.seeds} seeds) and the dense model, "
          f"each measured on {cfg.eval_windows} windows per evaluated text; results in {out_dir / RUNS}")
     model, tok = load_model(cfg.model)
     dense_sha = weights_sha256(model)
@@ -131,8 +132,9 @@ def run_comparison(cfg: CompareConfig, out_dir: str | os.PathLike, progress: boo
     forward = cfg.forward_dtype if cfg.forward_dtype != "auto" else (
         "bfloat16" if model.dtype in (torch.bfloat16, torch.float16) else "float32")
     instrument = quality_instrument(cfg.eval_text, cfg.eval_windows, cfg.eval_seqlen, weights_dtype(model))
+    own_text = cfg.eval_text and Path(cfg.eval_text).expanduser().is_file()
     common = dict(model=dense_sha, n_samples=cfg.n_samples, seqlen=cfg.seqlen, instrument=asdict(instrument),
-                  forward_dtype=forward)
+                  forward_dtype=forward, eval_text_sha256=sha256_file(Path(cfg.eval_text).expanduser()) if own_text else None)
     done = {r["key"]: r for r in read_jsonl(out_dir / RUNS, repair=True)} if (out_dir / RUNS).exists() else {}
     wanted, rows = [], []
     dense_key = run_key(kind="dense", **common)
@@ -140,7 +142,9 @@ def run_comparison(cfg: CompareConfig, out_dir: str | os.PathLike, progress: boo
         append_jsonl(out_dir / RUNS, done.setdefault(dense_key, dict(key=dense_key, kind="dense",
                                                                      measurement=measure(model, tok, instrument))))
     rows.append(done[dense_key])
-    key_of = lambda c, m, sp, s: run_key(kind="pruned", candidate=c, method=m, sparsity=sp, seed=s, **common)
+    # the windows drawn before the load are in the key: a file edited between two calls is run again
+    key_of = lambda c, m, sp, s: run_key(kind="pruned", candidate=c, method=m, sparsity=sp, seed=s,
+                                         calibration=token_ids_sha256(drawn[c, s]) if (c, s) in drawn else None, **common)
     for method in cfg.methods:
         for sparsity, pattern in pairs:
             for s in seeds:
@@ -171,45 +175,57 @@ def run_comparison(cfg: CompareConfig, out_dir: str | os.PathLike, progress: boo
 USER_LABELS = {"reproduced": "worse", "inconclusive": "tie", "contradicted": "better"}
 
 
-def _matrix(rows: list[dict], part: str) -> tuple[np.ndarray, np.ndarray]:
-    "Seeds x windows of log-ppl for one candidate's rows (sorted by seed), and the text of every window."
+def _matrix(rows: list[dict], part: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    "Seeds x windows of log-ppl for one candidate's rows (sorted by seed), the text of every window, and the seeds."
     rows = sorted(rows, key=lambda r: r["seed"])
     units = [r["measurement"]["units"][part] for r in rows]
     texts = list(units[0])
-    return (np.array([[v for t in texts for v in u[t]] for u in units]),
-            np.array([t for t in texts for _ in units[0][t]]))
+    return (np.array([[v for t in texts for v in u[t]] for u in units], dtype=float),
+            np.array([t for t in texts for _ in units[0][t]]), [r["seed"] for r in rows])
+
+
+def _worse_than(a: np.ndarray, b: np.ndarray, texts: np.ndarray, alpha: float, metric: str) -> Verdict:
+    "Verdict on `a - b > 0` (a worse): genre a random factor with 3 texts or more; else over seeds (t) and windows."
+    if len(set(texts)) >= 3:
+        return genre_verdict(a - b, texts, "greater", alpha, metric=metric)
+    return verdict(a - b, "greater", alpha, metric=metric, test="t", strata=texts if len(set(texts)) > 1 else None)
 
 
 def rank_candidates(rows: list[dict], rank_by: str = "panel", alpha: float = 0.05) -> pd.DataFrame:
-    "The ranked table, one row per (method, sparsity, candidate), with each comparison against the best."
+    """The ranked table, one row per (method, sparsity, candidate). Every pair of candidates is compared and the
+    whole family Holm-corrected (the best is picked from the same data, so testing only against it would favour it);
+    each candidate's row shows its comparison with the best. A candidate whose pruned model diverged (a non-finite
+    score) is ranked last, labelled so, and left out of the family."""
     if rank_by not in RANK_BY:
         raise ValueError(f"rank_by must be one of {RANK_BY}, got {rank_by!r}")
     part = "panel" if rank_by == "panel" else "domains"
+    metric = f"{part} log-ppl"
     pruned = pd.DataFrame([r for r in rows if r["kind"] == "pruned"])
     out = []
     for (method, sparsity, pattern), group in pruned.groupby(["method", "sparsity", "pattern"], sort=False):
         mats = {c: _matrix(g.to_dict("records"), part) for c, g in group.groupby("candidate", sort=False)}
-        score = {c: float(pd.Series(m.mean(axis=0)).groupby(t).mean().mean()) for c, (m, t) in mats.items()}
-        best = min(score, key=score.get)
-        others = [c for c in score if c != best]
-        verdicts = []
-        for c in others:
-            d, texts = mats[c][0] - mats[best][0], mats[c][1]
-            if len(set(texts)) >= 3:
-                verdicts.append(genre_verdict(d, texts, "greater", alpha, metric=f"{part} log-ppl"))
-            else:
-                verdicts.append(verdict(d, "greater", alpha, metric=f"{part} log-ppl"))
-        verdicts = label_family(verdicts, f"{method} {pattern if pattern != 'unstructured' else sparsity}: "
-                                          f"each candidate against the best") if verdicts else []
-        for c in sorted(score, key=score.get):
-            v = None if c == best else verdicts[others.index(c)]
-            wtl = v.outcomes() if v is not None and hasattr(v, "outcomes") else {}
-            out.append(dict(method=method, sparsity=sparsity, pattern=pattern, candidate=c, log_ppl=score[c],
-                            vs_best=0.0 if v is None else v.estimate, ci_low=None if v is None else v.ci_low,
+        if len({tuple(seeds) for _, _, seeds in mats.values()}) != 1:
+            raise ValueError(f"{method} {sparsity}: the candidates were not run on the same seeds: "
+                             f"{ {c: seeds for c, (_, _, seeds) in mats.items()} }")
+        finite = {c for c, (m, _, _) in mats.items() if np.isfinite(m).all()}
+        score = {c: float(pd.Series(m.mean(axis=0)).groupby(t).mean().mean()) if c in finite else math.inf
+                 for c, (m, t, _) in mats.items()}
+        ranked = sorted(score, key=lambda c: (score[c], c))
+        usable = [c for c in ranked if c in finite]
+        pairs = [(usable[i], usable[j]) for i in range(len(usable)) for j in range(i + 1, len(usable))]
+        family = label_family([_worse_than(mats[b][0], mats[a][0], mats[a][1], alpha, metric) for a, b in pairs],
+                              f"{method} {pattern if pattern != 'unstructured' else sparsity}: every pair of candidates")
+        against_best = {b: v for (a, b), v in zip(pairs, family) if a == usable[0]} if usable else {}
+        for c in ranked:
+            v = against_best.get(c)
+            wtl = v.outcomes() if isinstance(v, GenreVerdict) else {}
+            label = "diverged" if c not in finite else "best" if c == usable[0] else USER_LABELS[v.label]
+            out.append(dict(method=method, sparsity=sparsity, pattern=pattern, candidate=c,
+                            log_ppl=score[c] if c in finite else None, vs_best=0.0 if c == usable[0] else
+                            None if v is None else v.estimate, ci_low=None if v is None else v.ci_low,
                             ci_high=None if v is None else v.ci_high, p_holm=None if v is None else v.p_value,
-                            label="best" if v is None else USER_LABELS[v.label],
-                            genres_worse_tie_better="" if not wtl else f"{wtl['win']}/{wtl['tie']}/{wtl['loss']}",
-                            verdict=None if v is None else v.to_dict()))
+                            label=label, genres_worse_tie_better="" if not wtl else
+                            f"{wtl['win']}/{wtl['tie']}/{wtl['loss']}", verdict=None if v is None else v.to_dict()))
     return pd.DataFrame(out)
 
 # %% ../nbs/11b_compare.ipynb #6918962f
@@ -228,7 +244,7 @@ def forest_plot(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 0.9 + 0.6 * table.candidate.nunique()),
                              squeeze=False)
     for ax, ((method, sparsity, pattern), g) in zip(axes[0], groups):
-        g = g[g.label != "best"].reset_index(drop=True)
+        g = g[~g.label.isin(["best", "diverged"])].reset_index(drop=True)
         genres = sorted({k for v in g.verdict for k in (v.get("per_genre") or {})})
         colours = dict(zip(genres, OKABE_ITO))  # the panel's genres are not calibration sources: colours by order
         for y, row in g.iterrows():
@@ -242,7 +258,8 @@ def forest_plot(table: pd.DataFrame, path: str | os.PathLike) -> Path:
         ax.axvline(0, color="grey", lw=0.8)
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.set_yticks(range(len(g)), [f"{c}\n({lab})" for c, lab in zip(g.candidate, g.label)])
-        best = table[(table.method == method) & (table.sparsity == sparsity) & (table.label == "best")].candidate.iloc[0]
+        best = table[(table.method == method) & (table.sparsity == sparsity) & (table.pattern == pattern)
+                     & (table.label == "best")].candidate.iloc[0]
         ax.set(title=f"{method}, {pattern if pattern != 'unstructured' else sparsity}: against {best}",
                xlabel="log-perplexity minus the best's (95% CI)")
         ax.invert_yaxis()

@@ -15,6 +15,7 @@ import numbers
 import os
 import re
 import shutil
+import socket
 import tempfile
 import warnings
 from dataclasses import asdict
@@ -72,9 +73,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+# The writer's host and pid in a scratch name: a later run on the same host can tell a copy whose writer was killed
+# from a live one; copies from other hosts (a shared folder) are never touched.
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+
+
 def _scratch_prefix(path: Path) -> str:
-    # The writer's pid in the name: a later run can tell a scratch copy whose writer was killed from a live one.
-    return f".{path.name}.{os.getpid()}."
+    return f".{path.name}.{_HOST}-{os.getpid()}."
 
 
 def _pid_alive(pid: int) -> bool:
@@ -88,17 +93,18 @@ def _pid_alive(pid: int) -> bool:
 
 
 def sweep_abandoned(path: str | os.PathLike) -> list[Path]:
-    """Clean up after writers of `path` that were killed (SIGKILL, power loss): remove their half-written `.tmp`
-    copies, and put back an old version they had moved aside (`.old`) if `path` itself is missing. Returns what
-    was removed or restored. Copies of live writers are left alone."""
+    """Clean up after writers of `path` on this host that were killed (SIGKILL, power loss): remove their
+    half-written `.tmp` copies and the old versions they were deleting (`.del`), and put back an old version they
+    had moved aside (`.old`) if `path` itself is missing. Returns what was removed or restored. Copies of live
+    writers, and of other hosts, are left alone."""
     path = Path(path)
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[^.]*\.(tmp|old)$")
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.([A-Za-z0-9]+)-(\d+)\.[^.]*\.(tmp|old|del)$")
     found = []
     for leftover in sorted(path.parent.glob(f".{glob.escape(path.name)}.*")) if path.parent.is_dir() else []:
         m = pattern.match(leftover.name)
-        if not m or int(m[1]) == os.getpid() or _pid_alive(int(m[1])):
+        if not m or m[1] != _HOST or int(m[2]) == os.getpid() or _pid_alive(int(m[2])):
             continue
-        if m[2] == "old" and not path.exists():
+        if m[3] == "old" and not path.exists():
             os.rename(leftover, path)  # killed between moving the old version aside and renaming the new one in
         elif leftover.is_dir():
             shutil.rmtree(leftover)
@@ -124,7 +130,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             aside = tmp.with_suffix(".old")  # unique as the scratch name is
             os.rename(path, aside)
             os.rename(tmp, path)
-            shutil.rmtree(aside)
+            doomed = aside.with_suffix(".del")  # renamed first: a half-deleted old version is never put back
+            os.rename(aside, doomed)
+            shutil.rmtree(doomed)
         else:
             os.rename(tmp, path)
     except BaseException:

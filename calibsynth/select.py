@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -18,7 +19,8 @@ import torch
 
 from .core import check_int
 from .scoring import score_windows
-from .sources import calibration_texts, check_source, sample_calibration, token_stream, window_body
+from .sources import SYN_PREFIX, calibration_texts, check_source, sample_calibration, token_stream
+from .sources import window_body
 
 # %% auto #0
 __all__ = ['SELECTIONS', 'DIVERSE_SLACK', 'PPL_CANDIDATES', 'Selection', 'register_selection', 'parse_selection',
@@ -51,8 +53,9 @@ def parse_selection(candidate: str) -> tuple[Selection, tuple[str, ...]] | None:
     """`(selection, sources)` of a candidate written `selection:source+source`, None for anything else (a plain
     source, a file, `self`); an unknown selection or a source that does not exist is a ValueError naming it."""
     name, sep, rest = str(candidate).partition(":")
-    if not sep or name not in SELECTIONS and not re.fullmatch(r"[a-z]+", name):
-        return None  # a path with a colon, a hub id with a config ('allenai/c4:en'): not a selection
+    if not sep or name not in SELECTIONS and (not re.fullmatch(r"[a-z]+", name) or str(candidate).startswith(SYN_PREFIX)
+                                              or Path(candidate).expanduser().exists()):
+        return None  # a synthetic set ('syn:...'), a path with a colon, a hub id with a config ('allenai/c4:en')
     if name not in SELECTIONS:
         raise ValueError(f"unknown selection {name!r} in {candidate!r}; selections: {sorted(SELECTIONS)}")
     sel, sources = SELECTIONS[name], tuple(s for s in rest.split("+") if s)

@@ -22,8 +22,9 @@ from .core import check_int
 __all__ = ['CI_METHODS', 'ALTERNATIVES', 'LABELS', 'EXPECTATIONS', 'TESTS', 'RESAMPLING', 'WIN_TIE_LOSS', 'paired_differences',
            'simulate_comparison', 'Interval', 'paired_bootstrap', 'balanced_means', 'crossed_bootstrap',
            'stratified_bootstrap', 'paired_permutation', 'min_p_value', 'decide', 'Verdict', 'verdict', 'compare',
-           'correlation_verdict', 'spread_verdict', 'all_hold', 'genre_means', 'GenreVerdict', 'genre_verdict', 'holm',
-           'label_family', 'windows_to_resolve', 'binomial_se', 'roc_auc']
+           'correlation_verdict', 'spread_verdict', 'all_hold', 'genre_means', 'crossed_mean_squares',
+           'crossed_mean_se', 'GenreVerdict', 'genre_verdict', 'holm', 'label_family', 'windows_to_resolve',
+           'binomial_se', 'roc_auc']
 
 # %% ../nbs/09_stats.ipynb #62eb31d7
 def _names(columns, what: str) -> list[str]:
@@ -446,15 +447,28 @@ def genre_means(differences, genres) -> pd.DataFrame:
     return pd.DataFrame({labels[g[0]]: m[:, g].mean(axis=1) for g in groups})
 
 
-def _sampling_variance(m: np.ndarray) -> float:
-    "Variance of a seeds x windows matrix's mean from sampling seeds and windows (crossed design, by moments)."
-    seeds, windows = m.shape
-    var = 0.0
-    if seeds > 1:
-        var += m.mean(axis=1).var(ddof=1) / seeds
-    if windows > 1:
-        var += m.mean(axis=0).var(ddof=1) / windows
-    return var
+def crossed_mean_squares(table: np.ndarray) -> tuple[float, float, float]:
+    "Mean squares of rows, columns and their interaction of a two-way table with one value per cell."
+    rows, cols = table.shape
+    grand = table.mean()
+    ms_rows = cols * ((table.mean(axis=1) - grand) ** 2).sum() / (rows - 1)
+    ms_cols = rows * ((table.mean(axis=0) - grand) ** 2).sum() / (cols - 1)
+    resid = table - table.mean(axis=1, keepdims=True) - table.mean(axis=0, keepdims=True) + grand
+    return float(ms_rows), float(ms_cols), float((resid ** 2).sum() / ((rows - 1) * (cols - 1)))
+
+
+def crossed_mean_se(table: np.ndarray) -> tuple[float, float, float]:
+    """`(mean, standard error, degrees of freedom)` of the grand mean of a seeds x genres table of cell means with
+    both factors random: Var = (MS_seed + MS_genre - MS_interaction) / (S G), Satterthwaite's df. Where that
+    combination is not positive (a chance of small samples), the larger factor's mean square alone, with its df."""
+    seeds, genres = table.shape
+    ms_s, ms_g, ms_sg = crossed_mean_squares(table)
+    combined = ms_s + ms_g - ms_sg
+    if combined > 0:
+        df = combined ** 2 / (ms_s ** 2 / (seeds - 1) + ms_g ** 2 / (genres - 1) + ms_sg ** 2 / ((seeds - 1) * (genres - 1)))
+    else:
+        combined, df = (ms_s, seeds - 1) if ms_s >= ms_g else (ms_g, genres - 1)
+    return float(table.mean()), math.sqrt(max(combined, 0.0) / (seeds * genres)), float(df)
 
 
 WIN_TIE_LOSS = ("win", "tie", "loss")
@@ -490,17 +504,21 @@ def genre_verdict(differences, genres, expect: str, alpha: float = 0.05, *, metr
     if n_genres < 3:
         raise ValueError(f"genre as a random factor needs at least 3 genres, got {n_genres}: {list(gm.columns)}")
     m = _matrix(differences)
+    if m.shape[0] < 3:
+        raise ValueError(f"genre as a random factor needs at least 3 seeds (crossed with the genres), got {m.shape[0]}")
     labels = np.asarray(genres)
-    estimate, se = float(effects.mean()), float(effects.std(ddof=1) / math.sqrt(n_genres))
+    estimate, se, df = crossed_mean_se(gm.to_numpy())
     if se == 0:
         low = high = estimate
         p = 1.0 if estimate == 0 else 0.0
     else:
-        half = float(stats.t.ppf(1 - alpha / 2, n_genres - 1)) * se
+        half = float(stats.t.ppf(1 - alpha / 2, df)) * se
         low, high = estimate - half, estimate + half
-        p = float(2 * stats.t.sf(abs(estimate / se), n_genres - 1))
-    within = np.mean([_sampling_variance(m[:, labels == g]) for g in gm.columns])
-    between_sd = math.sqrt(max(0.0, float(effects.var(ddof=1)) - within))
+        p = float(2 * stats.t.sf(abs(estimate / se), df))
+    _, ms_genre, ms_inter = crossed_mean_squares(gm.to_numpy())
+    # a genre's mean also carries the luck of its window sample: taken out, by moments
+    windows = np.mean([m[:, labels == g].mean(axis=0).var(ddof=1) / (labels == g).sum() for g in gm.columns])
+    between_sd = math.sqrt(max(0.0, (ms_genre - ms_inter) / m.shape[0] - windows))
     outcomes = {}
     if per_genre:
         for g in gm.columns:
@@ -511,7 +529,7 @@ def genre_verdict(differences, genres, expect: str, alpha: float = 0.05, *, metr
     fixed = verdict(m, expect, alpha, metric=metric, strata=labels, n_resamples=n_resamples, rng_seed=rng_seed).to_dict() \
         if per_genre else {}
     return GenreVerdict(decide(low, high, p, expect, alpha), estimate, low, high, p, m.shape[0], m.shape[1], metric,
-                        f"t over {n_genres} genres' means (genre a random factor, {n_genres - 1} df)", expect, alpha,
+                        f"t over seeds x {n_genres} genres, both random (Satterthwaite, {df:.1f} df)", expect, alpha,
                         0.0, "mean difference", 0.0, n_genres, between_sd, outcomes, fixed, p_raw=p)
 
 # %% ../nbs/09_stats.ipynb #7b84aa92

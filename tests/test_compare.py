@@ -3,6 +3,7 @@ seeded, and the lexical one does what it claims; the comparison ranks, resumes, 
 and refuses bad input before any model loads."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,7 +59,7 @@ def test_a_budget_the_pool_cannot_fill_is_refused(tiny):
             select_calibration(CANDIDATES[name], tok, 10**5, 128, seed=0)
 
 
-TOY = ["--n-samples", "2", "--seqlen", "32", "--eval-windows", "3", "--eval-seqlen", "32", "--seeds", "2",
+TOY = ["--n-samples", "2", "--seqlen", "32", "--eval-windows", "3", "--eval-seqlen", "32", "--seeds", "3",
        "--forward-dtype", "float32", "--quiet"]
 
 
@@ -69,8 +70,8 @@ def test_compare_ranks_writes_its_report_and_resumes(tiny_dir, tmp_path, capsys)
     out = capsys.readouterr().out
     assert "ranked by the neutral panel (genre a random factor)" in out and out.count(" best ") == 1
     report = json.loads((tmp_path / "cmp" / "report.json").read_text())
-    assert report["runs"] == 3 * 2 and {r["label"] for r in report["table"]} <= {"best", "worse", "tie", "better"}
-    assert all(r["p_holm"] is None or r["verdict"]["family_size"] == 2 for r in report["table"])
+    assert report["runs"] == 3 * 3 and {r["label"] for r in report["table"]} <= {"best", "worse", "tie", "better"}
+    assert all(r["p_holm"] is None or r["verdict"]["family_size"] == 3 for r in report["table"])  # every pair
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 10_000
     rows = (tmp_path / "cmp" / "runs.jsonl").read_text()
     assert main(args) == 0  # a second call: everything is there, nothing is redone
@@ -96,7 +97,7 @@ def test_compare_ranks_by_the_users_own_text(tiny_dir, tmp_path, capsys):
     (["--candidates", "news,zipcal:news"], "unknown selection 'zipcal'"),
     (["--candidates", "news,EMPTY"], "holds no text"),
     (["--n-samples", "100000"], "give fewer samples"),
-    (["--seeds", "1"], "seeds must be an integer >= 2"),
+    (["--seeds", "2"], "seeds must be an integer >= 3"),
 ])
 def test_bad_input_is_refused_before_any_model_loads(tiny_dir, tmp_path, capsys, monkeypatch, change, message):
     monkeypatch.setattr(CMP, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
@@ -107,3 +108,23 @@ def test_bad_input_is_refused_before_any_model_loads(tiny_dir, tmp_path, capsys,
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "cmp").exists()
+
+
+def _rows(scores: dict, seeds=(0, 1, 2)) -> list[dict]:
+    "Pruned-model rows as run_comparison writes them: per candidate and seed, 4 windows on each of 3 panel corpora."
+    rng = np.random.default_rng(0)
+    return [dict(kind="pruned", candidate=c, method="wanda", sparsity=0.5, pattern="unstructured", seed=s,
+                 measurement=dict(units=dict(panel={g: list(base + rng.normal(0, 0.01, 4)) for g in ("a", "b", "c")})))
+            for c, base in scores.items() for s in seeds]
+
+
+def test_a_diverged_candidate_is_ranked_last_and_left_out_of_the_family():
+    table = CMP.rank_candidates(_rows({"good": 5.0, "bad": 5.5, "nan": np.nan}))
+    assert list(table.candidate) == ["good", "bad", "nan"] and list(table.label)[::2] == ["best", "diverged"]
+    assert table.verdict[1]["family_size"] == 1 and table.label[1] == "worse"
+
+
+def test_candidates_run_on_different_seeds_are_refused():
+    rows = _rows({"x": 5.0}) + _rows({"y": 5.1}, seeds=(0, 1, 3))
+    with pytest.raises(ValueError, match="not run on the same seeds"):
+        CMP.rank_candidates(rows)

@@ -9,6 +9,7 @@ import pytest
 
 from calibsynth.core import (append_jsonl, atomic_dir, atomic_path, atomic_write_json, cache_dir, read_jsonl, resolve_device,
                              sweep_abandoned, write_jsonl)
+from calibsynth.core import _HOST
 
 
 def test_atomic_write_keeps_old_content_when_interrupted(tmp_path):
@@ -48,18 +49,21 @@ def _finished_pid() -> int:
 
 def test_leftovers_of_killed_writers_are_swept_and_live_ones_kept(tmp_path):
     dead = _finished_pid()
-    (tmp_path / f".ckpt.{dead}.a1.tmp").mkdir()  # killed mid-write
-    (tmp_path / f".r.json.{dead}.b2.tmp").write_text("{")  # a file's
-    (tmp_path / f".ckpt.{os.getppid()}.c3.tmp").mkdir()  # a live writer's (our parent is alive)
+    (tmp_path / f".ckpt.{_HOST}-{dead}.a1.tmp").mkdir()  # killed mid-write
+    (tmp_path / f".r.json.{_HOST}-{dead}.b2.tmp").write_text("{")  # a file's
+    (tmp_path / f".ckpt.{_HOST}-{os.getppid()}.c3.tmp").mkdir()  # a live writer's (our parent is alive)
+    (tmp_path / f".ckpt.otherhost-{dead}.d4.tmp").mkdir()  # another host's, in a shared folder: not ours to judge
+    (tmp_path / f".ckpt.{_HOST}-{dead}.e5.del").mkdir()  # an old version being deleted when the writer died
     with atomic_dir(tmp_path / "ckpt") as d:
         (d / "a").write_text("1")
     atomic_write_json(tmp_path / "r.json", {"v": 1})
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".ckpt.{os.getppid()}.c3.tmp", "ckpt", "r.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f".ckpt.{_HOST}-{os.getppid()}.c3.tmp",
+                                                                 f".ckpt.otherhost-{dead}.d4.tmp", "ckpt", "r.json"])
 
 
 def test_a_kill_between_the_two_renames_of_an_overwrite_loses_nothing(tmp_path):
     "The old version was moved aside and the new one not yet renamed in: the next writer puts the old one back."
-    aside = tmp_path / f".ckpt.{_finished_pid()}.d4.old"
+    aside = tmp_path / f".ckpt.{_HOST}-{_finished_pid()}.d4.old"
     aside.mkdir()
     (aside / "a").write_text("old")
     assert sweep_abandoned(tmp_path / "ckpt") == [aside]

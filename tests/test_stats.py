@@ -266,3 +266,18 @@ def test_holm_family_labels_move_only_towards_inconclusive():
     assert all(f.p_value == min(1.0, 20 * v.p_value) and f.family_size == 20 for f in family)
     with pytest.raises(ValueError, match="at least 3 genres"):
         genre_verdict(d[:, :20], labels[:20], "less")
+
+
+def test_a_seed_effect_shared_by_every_genre_is_not_an_effect():
+    "Review finding: averaging each genre over the same seeds leaves their shared luck out of the genre means' spread."
+    from calibsynth.stats import genre_verdict
+
+    rng = np.random.default_rng(11)
+    labels = np.repeat(["a", "b", "c"], 32)
+    calls = []
+    for _ in range(400):
+        d = rng.normal(0, 0.2, (3, 1)) + rng.normal(0, 0.05, (3, 96))  # true effect 0, seed SD 0.2
+        calls.append(genre_verdict(d, labels, "less", per_genre=False).label != "inconclusive")
+    assert np.mean(calls) <= binomial_bound(400), np.mean(calls)
+    with pytest.raises(ValueError, match="at least 3 seeds"):
+        genre_verdict(d[:2], labels, "less")
