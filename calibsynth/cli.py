@@ -382,8 +382,7 @@ def cmd_prune(args) -> int:
 def cmd_compare(args) -> int:
     from calibsynth.compare import CompareConfig, compare_calibration
 
-    cfg = CompareConfig(**dataclass_args(CompareConfig, args))
-    cfg.check()  # before the output folder is made
+    cfg = CompareConfig(**dataclass_args(CompareConfig, args))  # run_comparison checks it before any folder is made
     out = args.out or f"compare-{Path(cfg.model).name}"
     with sigterm_unwinds():
         report = compare_calibration(cfg, out, progress=not args.quiet)
