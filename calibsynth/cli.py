@@ -381,8 +381,10 @@ def cmd_prune(args) -> int:
 
 def cmd_compare(args) -> int:
     from calibsynth.compare import CompareConfig, compare_calibration
+    from calibsynth.synth import SynthConfig
 
-    cfg = CompareConfig(**dataclass_args(CompareConfig, args))  # run_comparison checks it before any folder is made
+    cfg = CompareConfig(**dataclass_args(CompareConfig, args),
+                        synth=tuple(dataclass_args(SynthConfig, args, "synth-").items()))  # run_comparison checks it before any folder is made
     out = args.out or f"compare-{Path(cfg.model).name}"
     with sigterm_unwinds():
         report = compare_calibration(cfg, out, progress=not args.quiet)
@@ -392,9 +394,9 @@ def cmd_compare(args) -> int:
 # %% ../nbs/19_cli.ipynb #941e7b29
 def experiment_notebooks(nbs_dir: Path, only: str | None = None) -> list[Path]:
     "The experiment notebooks of `nbs_dir` in order, optionally only those whose number is in `only` ('10,12')."
-    found = sorted(nbs_dir.glob("2[0-9]_*.ipynb"))
+    found = sorted(nbs_dir.glob("[2-9][0-9]_*.ipynb"))  # 20 on: the experiments
     if not found:
-        raise FileNotFoundError(f"no experiment notebooks (2?_*.ipynb) in {nbs_dir}")
+        raise FileNotFoundError(f"no experiment notebooks ([2-9]?_*.ipynb) in {nbs_dir}")
     if only:
         wanted = {w.strip() for w in only.split(",") if w.strip()}
         numbers = {p.name[:2] for p in found}
@@ -444,6 +446,8 @@ def cmd_reproduce(args) -> int:
     from nbclient.exceptions import CellExecutionError
 
     from calibsynth.core import repo_root
+    from calibsynth.compare import RUNS as RUNS_FILE
+    from calibsynth.core import read_jsonl
     from calibsynth.experiment.grid import parse_shard, read_results
     from calibsynth.experiment.profiles import active_profile
 
@@ -485,8 +489,10 @@ def cmd_reproduce(args) -> int:
         # the notebook's results tables: `<stem>.jsonl` and any `<stem>-*.jsonl` beside it, or those in its own folder
         tables = sorted((out / "results").glob(f"{nb.stem}*.jsonl")) + sorted((out / "results" / nb.stem).glob("*.jsonl"))
         figs = sorted(p.name for p in (out / "figures").glob(f"{nb.name[:3]}*.png"))  # none if the folder is missing
+        compared = sorted((out / "results" / nb.stem).glob(f"*/{RUNS_FILE}"))  # `calibsynth compare` folders, one per model
         rows.append(dict(notebook=nb.name, seconds=round(seconds, 1),
-                         runs=sum("run_id" in r for t in tables for r in read_results(t)),
+                         runs=sum("run_id" in r for t in tables for r in read_results(t))
+                         + sum(r.get("kind") == "pruned" for t in compared for r in read_jsonl(t)),
                          figures=figs))
         print(f"   {seconds:.0f} s, {rows[-1]['runs']} runs, figures: {', '.join(figs) or '-'}", flush=True)
     total = time.perf_counter() - t_all
@@ -622,7 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "calibration set (sources, files, self, diverse:a+b, mix:a+b, ppl:a) at an equal token budget "
                        "over seeds, measure each on the neutral panel (or --eval-text), rank them against the best "
                        "with paired intervals (genre a random factor, Holm-corrected); resumable.")
-    add_dataclass_options(c, CompareConfig)
+    add_dataclass_options(c, CompareConfig, exclude=("synth",))
+    add_dataclass_options(c.add_argument_group("self-generated candidates (SynthConfig; the seed is each run's)"),
+                          SynthConfig, prefix="synth-", exclude=("strategy", "seed"))
     c.add_argument("--out", help="output folder: rows, report.json, compare.png (default: compare-MODEL)")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=cmd_compare)

@@ -34,10 +34,12 @@ from .prune import prune
 from .scoring import weights_dtype
 from .select import parse_selection, select_calibration
 from .stats import GenreVerdict, Verdict, genre_verdict, label_family, verdict
+from .synth import SynthConfig
 
 # %% auto #0
-__all__ = ['RANK_BY', 'RUNS', 'REPORT', 'USER_LABELS', 'CompareConfig', 'draw_candidate', 'run_key', 'run_comparison',
-           'rank_candidates', 'forest_plot', 'CompareReport', 'compare_calibration']
+__all__ = ['RANK_BY', 'RUNS', 'REPORT', 'USER_LABELS', 'CompareConfig', 'draw_candidate', 'run_key', 'run_estimate',
+           'run_comparison', 'seed_window_matrix', 'rank_candidates', 'forest_plot', 'CompareReport',
+           'compare_calibration']
 
 # %% ../nbs/11b_compare.ipynb #643691b6
 RANK_BY = ("panel", "eval-text")
@@ -59,6 +61,14 @@ class CompareConfig:
     forward_dtype: str = "auto"
     batch_size: int = 8
     alpha: float = 0.05
+    synth: tuple = ()  # (SynthConfig field, value) pairs for the self-generated candidates; the seed is each run's
+
+    def synth_config(self, seed: int) -> SynthConfig:
+        "How the self-generated candidates of `seed` are written: `synth` over the defaults, the seed the run's."
+        settings = dict(self.synth)
+        if "seed" in settings or "strategy" in settings:
+            raise ValueError(f"synth sets neither seed (each run's seed is) nor strategy (the candidate's name is), got {settings}")
+        return SynthConfig(**settings, seed=seed)
 
     @property
     def rank_by(self) -> str:
@@ -79,6 +89,7 @@ class CompareConfig:
         for cand in self.candidates:
             if parse_selection(cand) is None:
                 calibration_kind(cand)
+        self.synth_config(0)
         pairs = []
         for method in self.methods:
             for s in self.sparsities:
@@ -95,12 +106,16 @@ def _needs_model(candidate: str) -> bool:
 
 
 def draw_candidate(candidate: str, tokenizer, n_samples: int, seqlen: int, seed: int, loaded=None,
-                   model_key: str | None = None, progress: bool = False) -> torch.Tensor:
-    "The calibration windows of one candidate and seed (`loaded`: the dense `(model, tokenizer)` where it needs one)."
+                   model_key: str | None = None, progress: bool = False, synth: SynthConfig | None = None) -> torch.Tensor:
+    """The calibration windows of one candidate and seed (`loaded`: the dense `(model, tokenizer)` where it needs one;
+    `synth`: how a self-generated candidate is written, by default SynthConfig's recipe with `seed`)."""
     if parse_selection(candidate) is not None:
         return select_calibration(candidate, tokenizer, n_samples, seqlen, seed, model=loaded and loaded[0])
+    # a self-generated set is written afresh for each seed (the seed seeds the generation too), so its seed-to-seed
+    # spread holds the generation's randomness, as the other candidates' holds their draw's
+    synth = (synth or SynthConfig(seed=seed)) if calibration_kind(candidate) in SELF_CALIBRATION else None
     return draw_calibration(candidate, tokenizer, n_samples, seqlen, seed, loaded=loaded, model_key=model_key,
-                            progress=progress).ids
+                            synth=synth, progress=progress).ids
 
 # %% ../nbs/11b_compare.ipynb #887af00c
 RUNS = "runs.jsonl"
@@ -109,6 +124,25 @@ REPORT = "report.json"
 
 def run_key(**parts) -> str:
     return json_digest(parts | dict(code_version=CODE_VERSION))
+
+
+def run_estimate(todo: list, rows, dense_seconds: float | None) -> str:
+    """What is left, in runs and minutes, before the first of them starts: each run measured at the median time of
+    the finished runs of its method, else (none finished yet) at the dense model's measurement, which every run
+    repeats after pruning, so the second is a lower bound."""
+    if not todo:
+        return "compare: every run is done, nothing to prune"
+    by_method = pd.DataFrame([r for r in rows if r.get("kind") == "pruned" and r.get("seconds")],
+                             columns=["method", "seconds"]).groupby("method").seconds.median().to_dict()
+    known = [by_method[m] for _, m, *_ in todo if m in by_method]
+    runs = f"{len(todo)} run{'s' * (len(todo) != 1)} to do"
+    if len(known) == len(todo):
+        return f"compare: {runs}, about {sum(known) / 60:.0f} min (the median run time so far, by method)"
+    if dense_seconds is None:
+        return f"compare: {runs}; the time of each shows once the first is done"
+    low = sum(known) + (len(todo) - len(known)) * dense_seconds
+    return (f"compare: {runs}, at least {low / 60:.0f} min (each repeats the dense model's "
+            f"{dense_seconds:.0f} s measurement, plus its pruning)")
 
 
 def run_comparison(cfg: CompareConfig, out_dir: str | os.PathLike, progress: bool = True, echo=print) -> list[dict]:
@@ -139,12 +173,16 @@ def run_comparison(cfg: CompareConfig, out_dir: str | os.PathLike, progress: boo
     wanted, rows = [], []
     dense_key = run_key(kind="dense", **common)
     if dense_key not in done:
+        start = time.perf_counter()
         append_jsonl(out_dir / RUNS, done.setdefault(dense_key, dict(key=dense_key, kind="dense",
-                                                                     measurement=measure(model, tok, instrument))))
+                                                                     measurement=measure(model, tok, instrument),
+                                                                     seconds=round(time.perf_counter() - start, 2))))
     rows.append(done[dense_key])
-    # the windows drawn before the load are in the key: a file edited between two calls is run again
+    # the windows drawn before the load are in the key: a file edited between two calls is run again; a candidate the
+    # model writes or scores is fixed by the dense weights (in `common`) and the seed, so it is keyed before it is drawn
     key_of = lambda c, m, sp, s: run_key(kind="pruned", candidate=c, method=m, sparsity=sp, seed=s,
-                                         calibration=token_ids_sha256(drawn[c, s]) if (c, s) in drawn else None, **common)
+                                         calibration=None if _needs_model(c) else token_ids_sha256(drawn[c, s]),
+                                         **common, **(dict(synth=dict(cfg.synth)) if cfg.synth and _needs_model(c) else {}))
     for method in cfg.methods:
         for sparsity, pattern in pairs:
             for s in seeds:
@@ -154,7 +192,8 @@ def run_comparison(cfg: CompareConfig, out_dir: str | os.PathLike, progress: boo
     for c in dict.fromkeys(c for c, *_ in todo if _needs_model(c)):  # the dense model writes or scores them
         for s in seeds:
             drawn[c, s] = draw_candidate(c, tok, cfg.n_samples, cfg.seqlen, s, loaded=(model, tok), model_key=key,
-                                         progress=progress)
+                                         progress=progress, synth=cfg.synth_config(s))
+    echo(run_estimate(todo, done.values(), done[dense_key].get("seconds")))
     bar = tqdm(total=len(wanted), initial=len(wanted) - len(todo), disable=not show_progress(progress), desc="compare")
     for c, method, (sparsity, pattern), s in todo:
         start = time.perf_counter()
@@ -175,7 +214,7 @@ def run_comparison(cfg: CompareConfig, out_dir: str | os.PathLike, progress: boo
 USER_LABELS = {"reproduced": "worse", "inconclusive": "tie", "contradicted": "better"}
 
 
-def _matrix(rows: list[dict], part: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def seed_window_matrix(rows: list[dict], part: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
     "Seeds x windows of log-ppl for one candidate's rows (sorted by seed), the text of every window, and the seeds."
     rows = sorted(rows, key=lambda r: r["seed"])
     units = [r["measurement"]["units"][part] for r in rows]
@@ -203,7 +242,7 @@ def rank_candidates(rows: list[dict], rank_by: str = "panel", alpha: float = 0.0
     pruned = pd.DataFrame([r for r in rows if r["kind"] == "pruned"])
     out = []
     for (method, sparsity, pattern), group in pruned.groupby(["method", "sparsity", "pattern"], sort=False):
-        mats = {c: _matrix(g.to_dict("records"), part) for c, g in group.groupby("candidate", sort=False)}
+        mats = {c: seed_window_matrix(g.to_dict("records"), part) for c, g in group.groupby("candidate", sort=False)}
         if len({tuple(seeds) for _, _, seeds in mats.values()}) != 1:
             raise ValueError(f"{method} {sparsity}: the candidates were not run on the same seeds: "
                              f"{ {c: seeds for c, (_, _, seeds) in mats.items()} }")
@@ -274,6 +313,7 @@ class CompareReport:
     table: pd.DataFrame
     out_dir: Path
     figure: Path | None = None
+    rows: list = field(default_factory=list)  # the dense row, then one per pruned model of this config
 
     def summary(self) -> str:
         cols = ["method", "sparsity", "candidate", "log_ppl", "vs_best", "ci_low", "ci_high", "p_holm", "label",
@@ -295,4 +335,4 @@ def compare_calibration(cfg: CompareConfig, out_dir: str | os.PathLike, progress
     figure = forest_plot(table, out_dir / "compare.png") if cfg.rank_by == "panel" else None
     atomic_write_json(out_dir / REPORT, dict(config=asdict(cfg), rank_by=cfg.rank_by, table=json.loads(
         table.to_json(orient="records")), runs=len(rows) - 1))
-    return CompareReport(cfg, table, out_dir, figure)
+    return CompareReport(cfg, table, out_dir, figure, rows)

@@ -20,7 +20,7 @@ import torch
 from .core import check_int
 from .scoring import score_windows
 from .sources import SYN_PREFIX, calibration_texts, check_source, sample_calibration, token_stream
-from .sources import window_body
+from .sources import text_token_counts, window_body
 
 # %% auto #0
 __all__ = ['SELECTIONS', 'DIVERSE_SLACK', 'PPL_CANDIDATES', 'Selection', 'register_selection', 'parse_selection',
@@ -92,7 +92,7 @@ def diverse_documents(texts: Sequence[str], tokenizer, n_tokens: int, seed: int 
     "The documents, in pool order, chosen greedily for new word types per token until they hold `n_tokens` tokens."
     order = np.random.default_rng(seed).permutation(len(texts))
     types = [set(_WORD.findall(t.lower())) for t in texts]
-    lengths = [max(1, len(ids)) for ids in tokenizer(list(texts), add_special_tokens=False).input_ids]
+    lengths = np.maximum(1, text_token_counts(tokenizer, texts)).tolist()  # cached: a pool is tokenized once
     heap = [(-len(types[i]) / lengths[i], rank, int(i)) for rank, i in enumerate(order)]
     heapq.heapify(heap)
     covered, chosen, total = set(), [], 0

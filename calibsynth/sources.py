@@ -40,9 +40,9 @@ __all__ = ['EVAL_FRACTION', 'SPLITS', 'MIN_DOC_CHARS', 'INFO_MANUALS', 'FORTUNE_
            'read_info', 'read_info_manuals', 'fortune_files', 'read_fortunes', 'OfflineSource', 'HubSource',
            'PanelSource', 'list_sources', 'word_ngrams', 'shares_ngram', 'source_path', 'build_source',
            'source_manifest', 'HubUnavailableError', 'load_hub_texts', 'read_text_file', 'synthetic_path',
-           'synthetic_name', 'committed_synthetic_path', 'synthetic_file', 'check_source', 'load_texts', 'token_stream',
-           'window_body', 'window_starts', 'cut_windows', 'random_windows', 'calibration_pool', 'synthetic_pool',
-           'calibration_texts', 'sample_calibration']
+           'synthetic_name', 'committed_synthetic_path', 'synthetic_file', 'check_source', 'load_texts',
+           'text_token_counts', 'token_stream', 'window_body', 'window_starts', 'cut_windows', 'random_windows',
+           'calibration_pool', 'synthetic_pool', 'calibration_texts', 'sample_calibration']
 
 # %% ../nbs/02_sources.ipynb #618a4ad7
 EVAL_FRACTION = 0.2
@@ -627,13 +627,41 @@ def _joined_stream(tokenizer, texts: Sequence[str]) -> np.ndarray:
     return ids
 
 
-def _per_text_stream(tokenizer, texts: Sequence[str], chunk: int = 1024) -> np.ndarray:
-    sep = tokenizer(DOCUMENT_SEPARATOR, add_special_tokens=False).input_ids
-    parts = []
+def _per_text_ids(tokenizer, texts: Sequence[str], chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    "Every text's ids tokenized alone, concatenated, and each text's count; cached on disk like the joined stream."
+    fingerprint = _tokenizer_fingerprint(tokenizer)
+    path = None
+    if fingerprint is not None:
+        digest = hashlib.sha256(b"per-text\0" + fingerprint.encode())
+        for t in texts:  # each text's length first: ["ab", "c"] and ["a", "bc"] hash apart
+            raw = t.encode()
+            digest.update(len(raw).to_bytes(8, "little") + raw)
+        path = cache_dir("tokens") / f"{digest.hexdigest()[:32]}.npz"
+        if path.exists():
+            with np.load(path) as cached:
+                return cached["ids"], cached["lengths"]
+    ids, lengths = [], []
     for s in range(0, len(texts), chunk):  # arrays per chunk: a corpus of millions of tokens never lives as lists
-        for ids in tokenizer(list(texts[s:s + chunk]), add_special_tokens=False).input_ids:
-            parts += [np.asarray(sep, dtype=np.int64)] * bool(parts) + [np.asarray(ids, dtype=np.int64)]
-    return np.concatenate(parts)
+        for row in tokenizer(list(texts[s:s + chunk]), add_special_tokens=False).input_ids:
+            ids.append(np.asarray(row, dtype=np.int64))
+            lengths.append(len(row))
+    ids, lengths = (np.concatenate(ids) if ids else np.zeros(0, np.int64)), np.asarray(lengths, dtype=np.int64)
+    if path is not None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+            np.savez(f, ids=ids, lengths=lengths)
+    return ids, lengths
+
+
+def text_token_counts(tokenizer, texts: Sequence[str]) -> np.ndarray:
+    "How many tokens each text is on its own (no special tokens): cached on disk, a pool is tokenized once."
+    return _per_text_ids(tokenizer, list(texts))[1]
+
+
+def _per_text_stream(tokenizer, texts: Sequence[str]) -> np.ndarray:
+    sep = np.asarray(tokenizer(DOCUMENT_SEPARATOR, add_special_tokens=False).input_ids, dtype=np.int64)
+    ids, lengths = _per_text_ids(tokenizer, texts)
+    pieces = np.split(ids, np.cumsum(lengths)[:-1])
+    return np.concatenate([part for i, piece in enumerate(pieces) for part in ((sep, piece) if i else (piece,))])
 
 
 def token_stream(tokenizer, texts: Sequence[str], per_text: bool = False) -> np.ndarray:

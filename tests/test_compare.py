@@ -64,17 +64,18 @@ TOY = ["--n-samples", "2", "--seqlen", "32", "--eval-windows", "3", "--eval-seql
 
 
 def test_compare_ranks_writes_its_report_and_resumes(tiny_dir, tmp_path, capsys):
-    args = ["compare", "--model", str(tiny_dir), "--candidates", "news,diverse:news+foldoc,mix:news+pydoc",
+    args = ["compare", "--model", str(tiny_dir), "--candidates", "news,diverse:news+foldoc,mix:news+pydoc,ppl:news",
             "--out", str(tmp_path / "cmp")] + TOY
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "ranked by the neutral panel (genre a random factor)" in out and out.count(" best ") == 1
     report = json.loads((tmp_path / "cmp" / "report.json").read_text())
-    assert report["runs"] == 3 * 3 and {r["label"] for r in report["table"]} <= {"best", "worse", "tie", "better"}
-    assert all(r["p_holm"] is None or r["verdict"]["family_size"] == 3 for r in report["table"])  # every pair
+    assert report["runs"] == 4 * 3 and {r["label"] for r in report["table"]} <= {"best", "worse", "tie", "better"}
+    assert all(r["p_holm"] is None or r["verdict"]["family_size"] == 6 for r in report["table"])  # every pair
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 10_000
     rows = (tmp_path / "cmp" / "runs.jsonl").read_text()
-    assert main(args) == 0  # a second call: everything is there, nothing is redone
+    assert main(args) == 0  # a second call: everything is there, nothing is redone (the model-scored set too)
+    assert "every run is done" in capsys.readouterr().out
     assert (tmp_path / "cmp" / "runs.jsonl").read_text() == rows
     assert json.loads((tmp_path / "cmp" / "report.json").read_text())["table"] == report["table"]
 
@@ -98,6 +99,7 @@ def test_compare_ranks_by_the_users_own_text(tiny_dir, tmp_path, capsys):
     (["--candidates", "news,EMPTY"], "holds no text"),
     (["--n-samples", "100000"], "give fewer samples"),
     (["--seeds", "2"], "seeds must be an integer >= 3"),
+    (["--candidates", "news,self", "--synth-temperature", "-1"], "invalid temperature"),
 ])
 def test_bad_input_is_refused_before_any_model_loads(tiny_dir, tmp_path, capsys, monkeypatch, change, message):
     monkeypatch.setattr(CMP, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
@@ -108,6 +110,14 @@ def test_bad_input_is_refused_before_any_model_loads(tiny_dir, tmp_path, capsys,
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "cmp").exists()
+
+
+def test_self_generated_candidates_are_written_afresh_per_seed_with_the_given_settings():
+    cfg = CMP.CompareConfig(candidates=("news", "self"), synth=(("n_docs", 8), ("max_new_tokens", 32)))
+    assert [cfg.synth_config(s).seed for s in (0, 1, 2)] == [0, 1, 2]
+    assert cfg.synth_config(1).n_docs == 8 and cfg.synth_config(1).max_new_tokens == 32
+    with pytest.raises(ValueError, match="neither seed"):
+        CMP.CompareConfig(candidates=("news", "self"), synth=(("seed", 4),)).check()
 
 
 def _rows(scores: dict, seeds=(0, 1, 2)) -> list[dict]:
