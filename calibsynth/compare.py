@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .core import CODE_VERSION, append_jsonl, atomic_write_json, check_int, json_digest, read_jsonl
 from .core import sha256_file, show_progress
+from .sources import check_source
 from .compress import SELF_CALIBRATION, calibration_kind, check_request, draw_calibration
 from .compress import quality_instrument, synthetic_model_key, token_ids_sha256, weights_sha256
 from .compress import context_length, tokenizer_and_config
@@ -32,7 +33,7 @@ from .evaluate import measure
 from .models import load_model
 from .prune import prune
 from .scoring import weights_dtype
-from .select import parse_selection, select_calibration
+from .select import parse_selection, pool_digest, select_calibration
 from .stats import GenreVerdict, Verdict, genre_verdict, label_family, verdict
 from .synth import SynthConfig
 
@@ -62,6 +63,7 @@ class CompareConfig:
     batch_size: int = 8
     alpha: float = 0.05
     synth: tuple = ()  # (SynthConfig field, value) pairs for the self-generated candidates; the seed is each run's
+    prefix_source: str = "news"  # where the self-generated candidates take their prefixes from
 
     def synth_config(self, seed: int) -> SynthConfig:
         "How the self-generated candidates of `seed` are written: `synth` over the defaults, the seed the run's."
@@ -86,9 +88,17 @@ class CompareConfig:
         check_int("seeds", self.seeds, minimum=3)  # the seeds are a random factor: fewer leave no honest interval
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
+        own = Path(self.eval_text).expanduser().resolve() if self.eval_text and calibration_kind(self.eval_text) == "file" else None
         for cand in self.candidates:
-            if parse_selection(cand) is None:
+            parsed = parse_selection(cand)
+            if parsed is None:
                 calibration_kind(cand)
+            elif own is not None and any(Path(s).expanduser().resolve() == own for s in parsed[1]):
+                # a plain file is split, its held-out documents left to the evaluation; a selection's pool is not
+                raise ValueError(f"candidate {cand!r} selects from the evaluation text {self.eval_text!r}: it would "
+                                 "calibrate on the documents it is ranked by; name the file alone as a candidate "
+                                 "(its held-out documents are then kept out of calibration)")
+        check_source(self.prefix_source)
         self.synth_config(0)
         pairs = []
         for method in self.methods:
@@ -106,16 +116,20 @@ def _needs_model(candidate: str) -> bool:
 
 
 def draw_candidate(candidate: str, tokenizer, n_samples: int, seqlen: int, seed: int, loaded=None,
-                   model_key: str | None = None, progress: bool = False, synth: SynthConfig | None = None) -> torch.Tensor:
+                   model_key: str | None = None, progress: bool = False, synth: SynthConfig | None = None,
+                   prefix_source: str = "news", eval_text: str | None = None) -> torch.Tensor:
     """The calibration windows of one candidate and seed (`loaded`: the dense `(model, tokenizer)` where it needs one;
-    `synth`: how a self-generated candidate is written, by default SynthConfig's recipe with `seed`)."""
+    `synth`: how a self-generated candidate is written, by default SynthConfig's recipe with `seed`; a file that is
+    also the `eval_text` gives its calibration split only, as `compress` does)."""
     if parse_selection(candidate) is not None:
         return select_calibration(candidate, tokenizer, n_samples, seqlen, seed, model=loaded and loaded[0])
     # a self-generated set is written afresh for each seed (the seed seeds the generation too), so its seed-to-seed
     # spread holds the generation's randomness, as the other candidates' holds their draw's
     synth = (synth or SynthConfig(seed=seed)) if calibration_kind(candidate) in SELF_CALIBRATION else None
+    same_file = (eval_text is not None and calibration_kind(candidate) == "file" and calibration_kind(eval_text) == "file"
+                 and Path(candidate).expanduser().resolve() == Path(eval_text).expanduser().resolve())
     return draw_calibration(candidate, tokenizer, n_samples, seqlen, seed, loaded=loaded, model_key=model_key,
-                            synth=synth, progress=progress).ids
+                            synth=synth, prefix_source=prefix_source, progress=progress, held_out=same_file).ids
 
 # %% ../nbs/11b_compare.ipynb #887af00c
 RUNS = "runs.jsonl"
@@ -153,8 +167,8 @@ def run_comparison(cfg: CompareConfig, out_dir: str | os.PathLike, progress: boo
     if (limit := context_length(config)) is not None and max(cfg.seqlen, cfg.eval_seqlen) > limit:
         raise ValueError(f"seqlen {max(cfg.seqlen, cfg.eval_seqlen)} is above the context length of model {cfg.model!r} ({limit})")
     seeds = range(cfg.seeds)
-    drawn = {(c, s): draw_candidate(c, tok, cfg.n_samples, cfg.seqlen, s) for c in cfg.candidates if not _needs_model(c)
-             for s in seeds}  # before the weights: a pool too small fails here
+    drawn = {(c, s): draw_candidate(c, tok, cfg.n_samples, cfg.seqlen, s, eval_text=cfg.eval_text)
+             for c in cfg.candidates if not _needs_model(c) for s in seeds}  # before the weights: a pool too small fails here
     out_dir.mkdir(parents=True, exist_ok=True)
     total = len(pairs) * len(cfg.methods) * cfg.seeds * len(cfg.candidates)
     echo(f"compare: {total} pruned models ({len(cfg.candidates)} candidates x {len(cfg.methods)} methods x "
@@ -179,10 +193,20 @@ def run_comparison(cfg: CompareConfig, out_dir: str | os.PathLike, progress: boo
                                                                      seconds=round(time.perf_counter() - start, 2))))
     rows.append(done[dense_key])
     # the windows drawn before the load are in the key: a file edited between two calls is run again; a candidate the
-    # model writes or scores is fixed by the dense weights (in `common`) and the seed, so it is keyed before it is drawn
-    key_of = lambda c, m, sp, s: run_key(kind="pruned", candidate=c, method=m, sparsity=sp, seed=s,
-                                         calibration=None if _needs_model(c) else token_ids_sha256(drawn[c, s]),
-                                         **common, **(dict(synth=dict(cfg.synth)) if cfg.synth and _needs_model(c) else {}))
+    # model writes or scores is keyed before it is drawn, by what fixes it: the dense weights (in `common`), the seed,
+    # the recipe and prefix source of a self-generated set, the pool's text of a model-scored selection. Settings
+    # added later enter a key only when they differ from the value that means "as before", so earlier rows still match.
+    later = {k: v for k, v in dict(batch_size=cfg.batch_size).items() if v != getattr(CompareConfig, k)}
+    pools = {c: pool_digest(parse_selection(c)[1]) for c in cfg.candidates if _needs_model(c) and parse_selection(c)}
+
+    def key_of(c, m, sp, s):
+        fixed_by = {}
+        if _needs_model(c):
+            fixed_by = dict(synth=dict(cfg.synth)) if cfg.synth and c in SELF_CALIBRATION else {}
+            fixed_by |= dict(prefix_source=cfg.prefix_source) if cfg.prefix_source != "news" and c in SELF_CALIBRATION else {}
+            fixed_by |= dict(pool=pools[c]) if c in pools else {}
+        return run_key(kind="pruned", candidate=c, method=m, sparsity=sp, seed=s,
+                       calibration=None if _needs_model(c) else token_ids_sha256(drawn[c, s]), **common, **later, **fixed_by)
     for method in cfg.methods:
         for sparsity, pattern in pairs:
             for s in seeds:
@@ -192,7 +216,7 @@ def run_comparison(cfg: CompareConfig, out_dir: str | os.PathLike, progress: boo
     for c in dict.fromkeys(c for c, *_ in todo if _needs_model(c)):  # the dense model writes or scores them
         for s in seeds:
             drawn[c, s] = draw_candidate(c, tok, cfg.n_samples, cfg.seqlen, s, loaded=(model, tok), model_key=key,
-                                         progress=progress, synth=cfg.synth_config(s))
+                                         progress=progress, synth=cfg.synth_config(s), prefix_source=cfg.prefix_source)
     echo(run_estimate(todo, done.values(), done[dense_key].get("seconds")))
     bar = tqdm(total=len(wanted), initial=len(wanted) - len(todo), disable=not show_progress(progress), desc="compare")
     for c, method, (sparsity, pattern), s in todo:
@@ -253,14 +277,15 @@ def rank_candidates(rows: list[dict], rank_by: str = "panel", alpha: float = 0.0
         usable = [c for c in ranked if c in finite]
         pairs = [(usable[i], usable[j]) for i in range(len(usable)) for j in range(i + 1, len(usable))]
         family = label_family([_worse_than(mats[b][0], mats[a][0], mats[a][1], alpha, metric) for a, b in pairs],
-                              f"{method} {pattern if pattern != 'unstructured' else sparsity}: every pair of candidates")
+                              f"{method} {pattern if pattern != 'unstructured' else sparsity}: every pair of candidates"
+                              ) if pairs else []  # one finite candidate (or none) leaves nothing to compare
         against_best = {b: v for (a, b), v in zip(pairs, family) if a == usable[0]} if usable else {}
         for c in ranked:
             v = against_best.get(c)
             wtl = v.outcomes() if isinstance(v, GenreVerdict) else {}
             label = "diverged" if c not in finite else "best" if c == usable[0] else USER_LABELS[v.label]
             out.append(dict(method=method, sparsity=sparsity, pattern=pattern, candidate=c,
-                            log_ppl=score[c] if c in finite else None, vs_best=0.0 if c == usable[0] else
+                            log_ppl=score[c] if c in finite else None, vs_best=0.0 if usable and c == usable[0] else
                             None if v is None else v.estimate, ci_low=None if v is None else v.ci_low,
                             ci_high=None if v is None else v.ci_high, p_holm=None if v is None else v.p_value,
                             label=label, genres_worse_tie_better="" if not wtl else
@@ -320,8 +345,13 @@ class CompareReport:
                 "genres_worse_tie_better"]
         shown = self.table[cols].rename(columns={"genres_worse_tie_better": "genres worse/tie/better"})
         by = "your text" if self.config.eval_text else "the neutral panel (genre a random factor)"
+        half = (self.table.ci_high - self.table.ci_low).dropna() / 2
         return (f"ranked by {by}; each candidate against the best, paired by seed and window, Holm-corrected\n"
                 + shown.to_string(index=False, float_format=lambda x: f"{x:.4f}")
+                + "\nintervals: 95%, not adjusted for the family; p_holm: adjusted; a label needs both. A tie means "
+                  "the data cannot tell the two apart, not that they are equal"
+                + (f": here differences within about +-{half.median():.3f} nats (the median half-width) go unresolved"
+                   if len(half) else "")
                 + f"\nrows {self.out_dir / RUNS}, report {self.out_dir / REPORT}"
                 + (f", figure {self.figure}" if self.figure else ""))
 

@@ -8,6 +8,7 @@ Docs: https://calibsynth.github.io/calibsynth/select.html.md"""
 # %% ../nbs/11a_select.ipynb #30036901
 from __future__ import annotations
 
+import hashlib
 import heapq
 import re
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from .sources import SYN_PREFIX, calibration_texts, check_source, sample_calibra
 from .sources import text_token_counts, window_body
 
 # %% auto #0
-__all__ = ['SELECTIONS', 'DIVERSE_SLACK', 'PPL_CANDIDATES', 'Selection', 'register_selection', 'parse_selection',
+__all__ = ['SELECTIONS', 'DIVERSE_SLACK', 'PPL_CANDIDATES', 'Selection', 'register_selection', 'parse_selection', 'pool_digest',
            'random_selection', 'lexical_diversity', 'diverse_documents', 'diverse_selection', 'mix_selection',
            'perplexity_selection', 'select_calibration']
 
@@ -70,6 +71,15 @@ def parse_selection(candidate: str) -> tuple[Selection, tuple[str, ...]] | None:
 def _pool(sources: Sequence[str]) -> list[str]:
     "The calibration text of every source, one list of documents."
     return [t for s in sources for t in calibration_texts(s)]
+
+
+def pool_digest(sources: Sequence[str]) -> str:
+    "sha256 of the pool's documents, each length-prefixed: what a selection that scores them with a model is fixed by."
+    digest = hashlib.sha256()
+    for t in _pool(sources):
+        raw = t.encode()
+        digest.update(len(raw).to_bytes(8, "little") + raw)
+    return digest.hexdigest()
 
 # %% ../nbs/11a_select.ipynb #cb94e94e
 @register_selection("random")

@@ -459,15 +459,21 @@ def crossed_mean_squares(table: np.ndarray) -> tuple[float, float, float]:
 
 def crossed_mean_se(table: np.ndarray) -> tuple[float, float, float]:
     """`(mean, standard error, degrees of freedom)` of the grand mean of a seeds x genres table of cell means with
-    both factors random: Var = (MS_seed + MS_genre - MS_interaction) / (S G), Satterthwaite's df. Where that
-    combination is not positive (a chance of small samples), the larger factor's mean square alone, with its df."""
+    both factors random: Var = (MS_seed + MS_genre - MS_interaction) / (S G), Satterthwaite's df. A variance
+    component whose moment estimate is negative (a chance of small samples) is set to zero, so the variance is never
+    below the interaction's MS_interaction / (S G): with the seed's gone it is MS_genre / (S G) on G - 1 df, with the
+    genre's gone MS_seed / (S G) on S - 1 df, with both gone MS_interaction / (S G) on (S - 1)(G - 1) df."""
     seeds, genres = table.shape
     ms_s, ms_g, ms_sg = crossed_mean_squares(table)
-    combined = ms_s + ms_g - ms_sg
-    if combined > 0:
+    if ms_s > ms_sg and ms_g > ms_sg:
+        combined = ms_s + ms_g - ms_sg
         df = combined ** 2 / (ms_s ** 2 / (seeds - 1) + ms_g ** 2 / (genres - 1) + ms_sg ** 2 / ((seeds - 1) * (genres - 1)))
+    elif ms_g > ms_sg:
+        combined, df = ms_g, genres - 1
+    elif ms_s > ms_sg:
+        combined, df = ms_s, seeds - 1
     else:
-        combined, df = (ms_s, seeds - 1) if ms_s >= ms_g else (ms_g, genres - 1)
+        combined, df = ms_sg, (seeds - 1) * (genres - 1)
     return float(table.mean()), math.sqrt(max(combined, 0.0) / (seeds * genres)), float(df)
 
 

@@ -134,6 +134,24 @@ def test_a_diverged_candidate_is_ranked_last_and_left_out_of_the_family():
     assert table.verdict[1]["family_size"] == 1 and table.label[1] == "worse"
 
 
+def test_one_finite_candidate_is_ranked_alone_without_a_family():
+    table = CMP.rank_candidates(_rows({"good": 5.0, "nan": np.nan}))
+    assert list(table.label) == ["best", "diverged"] and table.p_holm.isna().all()
+
+
+def test_a_selection_from_the_evaluation_text_is_refused_and_the_file_alone_is_held_out(tiny, tmp_path):
+    _, tok = tiny
+    mine = tmp_path / "mine.jsonl"
+    rng = np.random.default_rng(0)  # documents that share no 13-word run
+    mine.write_text("".join(json.dumps(dict(text=" ".join(f"w{k}" for k in rng.integers(0, 10**6, 60)))) + "\n"
+                            for _ in range(120)))
+    with pytest.raises(ValueError, match="selects from the evaluation text"):
+        CMP.CompareConfig(candidates=("news", f"diverse:{mine}+news"), eval_text=str(mine)).check()
+    held = CMP.draw_candidate(str(mine), tok, 4, 64, seed=0, eval_text=str(mine))
+    every = CMP.draw_candidate(str(mine), tok, 4, 64, seed=0)
+    assert held.shape == every.shape and not torch.equal(held, every)  # the held-out documents are not drawn from
+
+
 def test_candidates_run_on_different_seeds_are_refused():
     rows = _rows({"x": 5.0}) + _rows({"y": 5.1}, seeds=(0, 1, 3))
     with pytest.raises(ValueError, match="not run on the same seeds"):
