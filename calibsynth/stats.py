@@ -292,7 +292,9 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, d: dict) -> Verdict:
-        "Inverse of `to_dict`."
+        "Inverse of `to_dict`; a `GenreVerdict`'s dict read through `Verdict` gives a `GenreVerdict`."
+        if cls is Verdict and "n_genres" in d:  # a findings file holds both kinds
+            cls = GenreVerdict
         floats = {f.name for f in fields(cls) if f.type in ("float", float)}
         return cls(**{k: (math.nan if k in floats and v is None else v) for k, v in d.items()})
 
