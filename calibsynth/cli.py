@@ -445,9 +445,8 @@ def cmd_reproduce(args) -> int:
     from calibsynth.core import atomic_write_json
     from nbclient.exceptions import CellExecutionError
 
-    from calibsynth.core import repo_root
     from calibsynth.compare import RUNS as RUNS_FILE
-    from calibsynth.core import read_jsonl
+    from calibsynth.core import read_jsonl, repo_root
     from calibsynth.experiment.grid import parse_shard, read_results
     from calibsynth.experiment.profiles import active_profile
 

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .core import CODE_VERSION, append_jsonl, atomic_write_json, check_int, json_digest, read_jsonl
 from .core import sha256_file, show_progress
 from .sources import check_source
-from .compress import SELF_CALIBRATION, calibration_kind, check_request, draw_calibration
+from .compress import SELF_CALIBRATION, calibration_kind, check_request, draw_calibration, same_text_file
 from .compress import quality_instrument, synthetic_model_key, token_ids_sha256, weights_sha256
 from .compress import context_length, tokenizer_and_config
 from .evaluate import measure
@@ -88,12 +88,11 @@ class CompareConfig:
         check_int("seeds", self.seeds, minimum=3)  # the seeds are a random factor: fewer leave no honest interval
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
-        own = Path(self.eval_text).expanduser().resolve() if self.eval_text and calibration_kind(self.eval_text) == "file" else None
         for cand in self.candidates:
             parsed = parse_selection(cand)
             if parsed is None:
                 calibration_kind(cand)
-            elif own is not None and any(Path(s).expanduser().resolve() == own for s in parsed[1]):
+            elif any(same_text_file(s, self.eval_text) for s in parsed[1]):
                 # a plain file is split, its held-out documents left to the evaluation; a selection's pool is not
                 raise ValueError(f"candidate {cand!r} selects from the evaluation text {self.eval_text!r}: it would "
                                  "calibrate on the documents it is ranked by; name the file alone as a candidate "
@@ -126,10 +125,9 @@ def draw_candidate(candidate: str, tokenizer, n_samples: int, seqlen: int, seed:
     # a self-generated set is written afresh for each seed (the seed seeds the generation too), so its seed-to-seed
     # spread holds the generation's randomness, as the other candidates' holds their draw's
     synth = (synth or SynthConfig(seed=seed)) if calibration_kind(candidate) in SELF_CALIBRATION else None
-    same_file = (eval_text is not None and calibration_kind(candidate) == "file" and calibration_kind(eval_text) == "file"
-                 and Path(candidate).expanduser().resolve() == Path(eval_text).expanduser().resolve())
     return draw_calibration(candidate, tokenizer, n_samples, seqlen, seed, loaded=loaded, model_key=model_key,
-                            synth=synth, prefix_source=prefix_source, progress=progress, held_out=same_file).ids
+                            synth=synth, prefix_source=prefix_source, progress=progress,
+                            held_out=same_text_file(candidate, eval_text)).ids
 
 # %% ../nbs/11b_compare.ipynb #887af00c
 RUNS = "runs.jsonl"
@@ -199,12 +197,11 @@ def run_comparison(cfg: CompareConfig, out_dir: str | os.PathLike, progress: boo
     later = {k: v for k, v in dict(batch_size=cfg.batch_size).items() if v != getattr(CompareConfig, k)}
     pools = {c: pool_digest(parse_selection(c)[1]) for c in cfg.candidates if _needs_model(c) and parse_selection(c)}
 
+    recipe = {k: v for k, v in dict(synth=dict(cfg.synth), prefix_source=cfg.prefix_source).items()
+              if v != dict(synth={}, prefix_source="news")[k]}
+
     def key_of(c, m, sp, s):
-        fixed_by = {}
-        if _needs_model(c):
-            fixed_by = dict(synth=dict(cfg.synth)) if cfg.synth and c in SELF_CALIBRATION else {}
-            fixed_by |= dict(prefix_source=cfg.prefix_source) if cfg.prefix_source != "news" and c in SELF_CALIBRATION else {}
-            fixed_by |= dict(pool=pools[c]) if c in pools else {}
+        fixed_by = recipe if c in SELF_CALIBRATION else dict(pool=pools[c]) if c in pools else {}
         return run_key(kind="pruned", candidate=c, method=m, sparsity=sp, seed=s,
                        calibration=None if _needs_model(c) else token_ids_sha256(drawn[c, s]), **common, **later, **fixed_by)
     for method in cfg.methods:

@@ -37,12 +37,12 @@ from .sources import shares_ngram
 from .synth import SynthConfig, draw_budget, start_token, synthetic_set
 
 # %% auto #0
-__all__ = ['SELF_CALIBRATION', 'SPAN', 'MANIFEST', 'ENGINE_DTYPES', 'SAVE_DTYPES', 'parse_sparsity', 'calibration_kind',
-           'tokenizer_and_config', 'context_length', 'causal_lm_class', 'check_can_generate', 'token_ids_sha256',
-           'repeated_spans', 'weights_sha256', 'Calibration', 'spec_kind', 'model_source', 'environment',
-           'synthetic_model_key', 'draw_calibration', 'check_output_dir', 'quality_instrument', 'model_card',
-           'save_compressed', 'CompressReport', 'CompressPlan', 'check_request', 'build_manifest', 'compress',
-           'to_semi_structured']
+__all__ = ['SELF_CALIBRATION', 'SPAN', 'MANIFEST', 'ENGINE_DTYPES', 'SAVE_DTYPES', 'parse_sparsity', 'same_text_file',
+           'calibration_kind', 'tokenizer_and_config', 'context_length', 'causal_lm_class', 'check_can_generate',
+           'token_ids_sha256', 'repeated_spans', 'weights_sha256', 'Calibration', 'spec_kind', 'model_source',
+           'environment', 'synthetic_model_key', 'draw_calibration', 'check_output_dir', 'quality_instrument',
+           'model_card', 'save_compressed', 'CompressReport', 'CompressPlan', 'check_request', 'build_manifest',
+           'compress', 'to_semi_structured']
 
 # %% ../nbs/11_compress.ipynb #6aa1d4bd
 def parse_sparsity(sparsity: float | str | None, pattern: str = "unstructured") -> tuple[float, str]:
@@ -72,6 +72,14 @@ def parse_sparsity(sparsity: float | str | None, pattern: str = "unstructured") 
 # %% ../nbs/11_compress.ipynb #aa376725
 SELF_CALIBRATION = {"self": "prefix", "self-unprompted": "unprompted"}  # name -> SynthConfig.strategy
 _HUB_DATASET = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)(?::([\w.-]+))?$")
+
+
+def same_text_file(calibration, eval_text) -> bool:
+    "Whether a calibration names the very file of texts that is also the evaluation text (its eval split is then held out)."
+    return (isinstance(calibration, (str, os.PathLike)) and isinstance(eval_text, (str, os.PathLike))
+            and calibration_kind(calibration) == "file"
+            and check_source(eval_text) == "file"
+            and Path(calibration).expanduser().resolve() == Path(eval_text).expanduser().resolve())
 
 
 def calibration_kind(calibration) -> str:
@@ -599,8 +607,7 @@ def compress(model_or_spec, calibration=None, method: str = "wanda", sparsity: f
                          f"{spec or model_class.__name__!r} ({limit})")
     if kind in SELF_CALIBRATION:
         check_can_generate(model_class, tok, spec or model_class.__name__)
-    same_file = (kind == "file" and eval_text is not None and check_source(eval_text) == "file"
-                 and Path(calibration).expanduser().resolve() == Path(eval_text).expanduser().resolve())
+    same_file = same_text_file(calibration, eval_text)
     draw = lambda **kw: draw_calibration(calibration, tok, n_samples, seqlen, seed, text_field, synth=synth,
                                          prefix_source=prefix_source, progress=progress, held_out=same_file, **kw)
     calib = draw() if kind is not None and kind not in SELF_CALIBRATION else None  # before the weights load

@@ -8,7 +8,6 @@ Docs: https://calibsynth.github.io/calibsynth/select.html.md"""
 # %% ../nbs/11a_select.ipynb #30036901
 from __future__ import annotations
 
-import hashlib
 import heapq
 import re
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import torch
 from .core import check_int
 from .scoring import score_windows
 from .sources import SYN_PREFIX, calibration_texts, check_source, sample_calibration, token_stream
-from .sources import text_token_counts, window_body
+from .sources import text_token_counts, texts_digest, window_body
 
 # %% auto #0
 __all__ = ['SELECTIONS', 'DIVERSE_SLACK', 'PPL_CANDIDATES', 'Selection', 'register_selection', 'parse_selection', 'pool_digest',
@@ -75,11 +74,7 @@ def _pool(sources: Sequence[str]) -> list[str]:
 
 def pool_digest(sources: Sequence[str]) -> str:
     "sha256 of the pool's documents, each length-prefixed: what a selection that scores them with a model is fixed by."
-    digest = hashlib.sha256()
-    for t in _pool(sources):
-        raw = t.encode()
-        digest.update(len(raw).to_bytes(8, "little") + raw)
-    return digest.hexdigest()
+    return texts_digest(_pool(sources))
 
 # %% ../nbs/11a_select.ipynb #cb94e94e
 @register_selection("random")

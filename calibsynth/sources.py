@@ -40,7 +40,7 @@ __all__ = ['EVAL_FRACTION', 'SPLITS', 'MIN_DOC_CHARS', 'INFO_MANUALS', 'FORTUNE_
            'read_info', 'read_info_manuals', 'fortune_files', 'read_fortunes', 'OfflineSource', 'HubSource',
            'PanelSource', 'list_sources', 'word_ngrams', 'shares_ngram', 'source_path', 'build_source',
            'source_manifest', 'HubUnavailableError', 'load_hub_texts', 'read_text_file', 'synthetic_path',
-           'synthetic_name', 'committed_synthetic_path', 'synthetic_file', 'check_source', 'load_texts',
+           'synthetic_name', 'committed_synthetic_path', 'synthetic_file', 'check_source', 'load_texts', 'texts_digest',
            'text_token_counts', 'token_stream', 'window_body', 'window_starts', 'cut_windows', 'random_windows',
            'calibration_pool', 'synthetic_pool', 'calibration_texts', 'sample_calibration']
 
@@ -627,16 +627,21 @@ def _joined_stream(tokenizer, texts: Sequence[str]) -> np.ndarray:
     return ids
 
 
+def texts_digest(texts: Sequence[str], salt: bytes = b"") -> str:
+    "sha256 of `salt` and the texts, each prefixed by its length, so ['ab', 'c'] and ['a', 'bc'] hash apart."
+    digest = hashlib.sha256(salt)
+    for t in texts:
+        raw = t.encode()
+        digest.update(len(raw).to_bytes(8, "little") + raw)
+    return digest.hexdigest()
+
+
 def _per_text_ids(tokenizer, texts: Sequence[str], chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     "Every text's ids tokenized alone, concatenated, and each text's count; cached on disk like the joined stream."
     fingerprint = _tokenizer_fingerprint(tokenizer)
     path = None
     if fingerprint is not None:
-        digest = hashlib.sha256(b"per-text\0" + fingerprint.encode())
-        for t in texts:  # each text's length first: ["ab", "c"] and ["a", "bc"] hash apart
-            raw = t.encode()
-            digest.update(len(raw).to_bytes(8, "little") + raw)
-        path = cache_dir("tokens") / f"{digest.hexdigest()[:32]}.npz"
+        path = cache_dir("tokens") / f"{texts_digest(texts, b'per-text' + bytes(1) + fingerprint.encode())[:32]}.npz"
         if path.exists():
             with np.load(path) as cached:
                 return cached["ids"], cached["lengths"]
