@@ -19,7 +19,7 @@ Modules:
 - `calibsynth.scoring`: One token scorer: every perplexity, perplexity-filter score and Min-K% / Min-K%++ score of the package is a thin use of it.
 - `calibsynth.select`: Calibration sets chosen from a text pool at a token budget, each by a registered selection: uniform random windows, lexical diversity, an equal mix of sources, the lowest perplexity by the model. None reuses a token.
 - `calibsynth.similarity`: How much does a text look like what the model was trained on? Min-K% and Min-K%++ from the model's own probabilities, n-gram overlap and embedding similarity against a reference corpus.
-- `calibsynth.sources`: Calibration and evaluation text: six offline corpora of different domains built from packages, a neutral evaluation panel of three held-out corpora, the paper's hub corpora by name, and any file of texts; and the one sampler of token windows, for calibration and for evaluation.
+- `calibsynth.sources`: Calibration and evaluation text: six offline corpora of different domains built from packages, a neutral evaluation panel of nine held-out corpora of other genres, the paper's hub corpora by name, and any file of texts; and the one sampler of token windows, for calibration and for evaluation.
 - `calibsynth.stats`: Pre-declared comparisons turned into verdicts, `reproduced`, `contradicted` or `inconclusive`, each with its estimate, 95% interval and p-value from paired bootstrap and permutation tests (scipy.stats).
 - `calibsynth.synth`: Self-generated calibration data: the model writes its own calibration text from very short prefixes, and its own perplexity filters out the worst of it."""
 

@@ -8,6 +8,7 @@ Docs: https://calibsynth.github.io/calibsynth/evaluate.html.md"""
 # %% ../nbs/08_evaluate.ipynb #bb98a0f4
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -23,18 +24,19 @@ import torch
 
 from .core import atomic_write_json, cache_dir, check_int, hub_offline, json_digest, sha256_file
 from .models import bos_id
-from .scoring import check_forward_dtype, perplexity_from_logprobs, score_sequences, score_windows
+from .scoring import (FORWARD_DTYPES, check_forward_dtype, perplexity_from_logprobs, score_sequences,
+                                score_windows, weights_dtype)
 from .sources import (DOCUMENT_SEPARATOR, HELD_OUT_NGRAM, HOLD_OUT_AGAINST, OFFLINE_SOURCES, PANEL_SOURCES,
                                 _package_dir, build_source, check_source, cut_windows, load_texts, shares_ngram,
                                 token_stream, window_body, window_starts)
 from .stats import binomial_se
 
 # %% auto #0
-__all__ = ['PANEL_SEQLEN', 'PANEL_WINDOWS', 'HUB_TASKS', 'NEUTRAL_TASKS', 'SUITE_STREAMS', 'NEUTRAL_PANEL', 'SUITE_PANEL',
-           'N_CHOICES', 'NEUTRAL_ITEMS', 'perplexity', 'mean_sample_perplexity', 'window_log_ppl', 'held_out_texts',
-           'window_capacity', 'evaluate_panel', 'source_means', 'panel_mean', 'leave_out_mean', 'evaluate_tasks',
-           'suite_items', 'choice_logliks', 'evaluate_suite', 'suite_accuracy', 'Instrument', 'measure',
-           'compare_measurements', 'text_digest', 'data_digests']
+__all__ = ['PANEL_SEQLEN', 'PANEL_WINDOWS', 'HUB_TASKS', 'NEUTRAL_TASKS', 'SUITE_STREAMS', 'NEUTRAL_PANEL', 'WIDE_PANEL',
+           'WIDE_PANEL_WINDOWS', 'SUITE_PANEL', 'N_CHOICES', 'NEUTRAL_ITEMS', 'perplexity', 'mean_sample_perplexity',
+           'window_log_ppl', 'held_out_texts', 'window_capacity', 'evaluate_panel', 'source_means', 'panel_mean',
+           'leave_out_mean', 'evaluate_tasks', 'suite_items', 'choice_logliks', 'evaluate_suite', 'suite_accuracy',
+           'Instrument', 'scored_model', 'measure', 'compare_measurements', 'text_digest', 'data_digests']
 
 # %% ../nbs/08_evaluate.ipynb #6c801bb1
 def _leading_tokens(tokenizer, texts: list[str], need: int | None) -> list[int]:
@@ -136,11 +138,11 @@ def window_capacity(tokenizer, source: str, seqlen: int = PANEL_SEQLEN) -> int:
     return len(token_stream(tokenizer, held_out_texts(source))) // window_body(tokenizer, seqlen)
 
 
-def evaluate_panel(model, tokenizer, sources: Sequence[str] = tuple(PANEL_SOURCES), seqlen: int = PANEL_SEQLEN,
+def evaluate_panel(model, tokenizer, sources: Sequence[str] | None = None, seqlen: int = PANEL_SEQLEN,
                    n_windows: int | Mapping[str, int] = PANEL_WINDOWS, seed: int = 0,
                    forward_dtype: str | None = "float32", batch_size: int = 8) -> pd.DataFrame:
     "Long table, one row per (source, window): the window's start in the source's held-out token stream and its log-perplexity."
-    sources = [sources] if isinstance(sources, str) else list(sources)
+    sources = [sources] if isinstance(sources, str) else list(NEUTRAL_PANEL if sources is None else sources)
     if not sources or len(set(sources)) != len(sources):
         raise ValueError(f"sources must be distinct source names, got {sources!r}")
     kinds = {s: "calibration" if check_source(s) == "offline" else check_source(s) for s in sources}
@@ -230,9 +232,7 @@ def evaluate_tasks(model, tokenizer, tasks: Sequence[str], limit: int | None = N
     from lm_eval.models.huggingface import HFLM
 
     if forward_dtype == "bfloat16" and next(model.parameters()).dtype != torch.bfloat16:
-        import copy
-
-        model = copy.deepcopy(model).to(torch.bfloat16)
+        model = copy.deepcopy(model).to(torch.bfloat16)  # lm-eval runs no autocast: the whole model in bfloat16
     device = next(model.parameters()).device
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device),
               add_bos_token=bos_id(tokenizer) is not None)
@@ -258,6 +258,9 @@ SUITE_STREAMS = dict(zip(NEUTRAL_TASKS, range(4)))  # each task's random stream:
 # Literal, not `tuple(PANEL_SOURCES)`: the neutral panel every measurement scores by default, and the corpora the
 # continuation and cloze items come from; a panel corpus registered later changes neither.
 NEUTRAL_PANEL = ("manuals", "fortunes", "devil")
+# The wide panel (issue 25): nine genres, so that genre can be a random factor of a verdict. A literal as well.
+WIDE_PANEL = NEUTRAL_PANEL + ("licences", "history", "encyclopedia", "usenet", "dialogue", "glosses")
+WIDE_PANEL_WINDOWS = 16  # per corpus: sized from the measured variance components ("The wide panel" below)
 SUITE_PANEL = NEUTRAL_PANEL
 N_CHOICES = 4
 NEUTRAL_ITEMS = dict.fromkeys(NEUTRAL_TASKS, 60)  # per task: chosen in "How many items" below
@@ -460,6 +463,7 @@ class Instrument:
     tasks: tuple = ()  # neutral suite tasks
     task_limit: int = 60  # items per task
     forward_dtype: str | None = "bfloat16"
+    weights: str | None = None  # 'bfloat16': score a copy whose linear layers and head hold bfloat16 (`scored_model`)
 
     def __post_init__(self):
         for name in ("panel_sources", "domains", "tasks"):
@@ -472,6 +476,26 @@ class Instrument:
             check_int(f"Instrument.{name}", getattr(self, name))
         if bad := [t for t in self.tasks if t not in NEUTRAL_TASKS]:
             raise ValueError(f"Instrument.tasks are neutral tasks {list(NEUTRAL_TASKS)}, not {bad}")
+        if self.weights is not None and (self.weights not in ("bfloat16", "float16") or self.forward_dtype != self.weights):
+            raise ValueError(f"Instrument.weights must be None, or 'bfloat16' / 'float16' with forward_dtype the same (the "
+                             f"forwards autocast to it), got weights={self.weights!r}, forward_dtype={self.forward_dtype!r}")
+
+
+def scored_model(model, weights: str | None):
+    """The model a measurement scores: `model` itself (`weights` None), or a copy whose linear layers and output head
+    hold `weights`, cast once where autocast would cast them at every call; embeddings and norms keep their dtype,
+    so under autocast the residual stream, the norms and the attention softmax stay in float32. A head tied to the
+    input embeddings is untied in the copy: the embeddings stay as they are."""
+    if weights is None:
+        return model
+    out = copy.deepcopy(model)
+    head = out.get_output_embeddings()
+    if head is not None and head.weight is out.get_input_embeddings().weight:
+        out.set_output_embeddings(copy.deepcopy(head))  # a parameter of its own
+    for module in out.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.to(FORWARD_DTYPES[weights])
+    return out
 
 
 def _per_source(table: pd.DataFrame, value: str = "log_ppl") -> dict[str, list[float]]:
@@ -482,6 +506,7 @@ def measure(model, tokenizer, instrument: Instrument, exclude: Sequence[str] = (
     """The quality of a (pruned) model on `instrument`: per-source and mean log-perplexities of the panel and the
     domains (`leave_out`: over the domains but `exclude`), suite accuracy, and every window's and item's score."""
     i = instrument
+    model = scored_model(model, i.weights)
     score = lambda sources, windows: evaluate_panel(model, tokenizer, sources, i.seqlen, windows, seed=0,
                                                     forward_dtype=i.forward_dtype)
     out, units = {}, {}

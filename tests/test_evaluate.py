@@ -132,7 +132,7 @@ import pandas as pd
 from calibsynth import evaluate as E
 from calibsynth import sources as S
 from calibsynth.sources import random_windows, token_stream, window_starts
-from calibsynth.evaluate import (NEUTRAL_TASKS, PANEL_SEQLEN, PANEL_WINDOWS, choice_logliks, evaluate_panel,
+from calibsynth.evaluate import (NEUTRAL_TASKS, PANEL_SEQLEN, PANEL_WINDOWS, SUITE_PANEL, choice_logliks, evaluate_panel,
                                  evaluate_suite, held_out_texts, leave_out_mean, panel_mean,
                                  source_means, suite_accuracy, suite_items, window_capacity, window_log_ppl)
 from calibsynth.sources import OFFLINE_SOURCES, PANEL_SOURCES, shares_ngram
@@ -283,7 +283,7 @@ def test_neutral_items_are_a_seeded_stratified_shuffle(task):
     assert all(len(set(it["choices"])) == 4 for it in items)
     assert len({it["context"] for it in items}) == len(items)
     if task in ("neutral_continuation", "neutral_cloze"):
-        assert {it["group"] for it in items} == set(PANEL_SOURCES)
+        assert {it["group"] for it in items} == set(SUITE_PANEL)  # the suite's corpora, not every panel corpus
 
 
 def test_neutral_items_come_from_the_whole_text_not_its_first_documents():

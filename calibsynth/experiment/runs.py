@@ -99,11 +99,12 @@ class RunConfig:
     panel_windows: int = 64  # random windows per panel source
     model_id: str = ""  # what `model` does not pin: a local checkpoint's identity (its manifest's digest)
     exclude: tuple = ()  # calibration domains left out of `leave_out` besides the source's own (a file's domain)
+    eval_weights: str | None = None  # 'bfloat16': measured with the linear layers' and head's weights cast (Instrument.weights)
 
     # Fields added after runs were committed, with the value each had before it existed: such a field enters the
     # id only when it differs from that value, so the runs made before it keep their ids. A new field joins here.
     ID_BASELINE = {"allocation": None, "options": (), "panel_sources": DEFAULT_PANEL, "panel_windows": 64,
-                   "model_id": "", "exclude": ()}
+                   "model_id": "", "exclude": (), "eval_weights": None}
 
     def __post_init__(self):
         if self.method != "dense" and self.method not in METHODS:
@@ -161,7 +162,7 @@ class RunConfig:
         "What the run's pruned model is measured on."
         return Instrument(panel_sources=self.panel_sources, panel_windows=self.panel_windows, domains=self.eval_sources,
                           domain_windows=self.eval_windows, seqlen=self.eval_seqlen, tasks=self.tasks,
-                          task_limit=self.task_limit or 1, forward_dtype=self.forward_dtype)
+                          task_limit=self.task_limit or 1, forward_dtype=self.forward_dtype, weights=self.eval_weights)
 
     @classmethod
     def from_row(cls, row: dict) -> "RunConfig":
