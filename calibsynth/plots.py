@@ -19,8 +19,8 @@ import seaborn as sns
 from .core import atomic_path
 
 # %% auto #0
-__all__ = ['OKABE_ITO', 'SOURCE_COLORS', 'METRICS', 'source_label', 'source_color', 'palette', 'violin', 'ecdf', 'save_figure',
-           'mean_sd', 'grouped_bars']
+__all__ = ['OKABE_ITO', 'SOURCE_COLORS', 'METRICS', 'source_label', 'source_color', 'palette', 'violin', 'ecdf', 'genre_forest',
+           'save_figure', 'mean_sd', 'grouped_bars']
 
 # %% ../nbs/10_plots.ipynb #48e47f25
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
@@ -76,6 +76,30 @@ def ecdf(df, score: str, by: str = "source", ax=None, xlabel=None):
     sns.move_legend(ax, "best", frameon=False, fontsize=8, title=None)
     ax.set_xlabel(xlabel or score)
     ax.set_ylabel("fraction of texts")
+    return ax
+
+# %% ../nbs/10_plots.ipynb #01f70b3a
+def genre_forest(verdicts: dict, ax=None, xlabel: str = "difference in log-perplexity (below 0: the first set is better)"):
+    """A per-genre forest plot of comparisons made with genre as a random factor (`calibsynth.stats.GenreVerdict`):
+    per comparison (a row, named by its key), each genre's estimate and 95% interval in a light colour of its own, and
+    the across-genre estimate and interval in black over them."""
+    ax = ax or plt.gca()
+    genres = list(dict.fromkeys(g for v in verdicts.values() for g in v.per_genre))
+    colors = dict(zip(genres, sns.color_palette("colorblind", len(genres))))
+    offsets = np.linspace(-0.3, 0.3, len(genres)) if len(genres) > 1 else np.zeros(1)
+    for y, v in enumerate(verdicts.values()):
+        for dy, g in zip(offsets, genres):
+            if g in v.per_genre:
+                e = v.per_genre[g]
+                ax.errorbar(e["estimate"], y + dy, xerr=[[e["estimate"] - e["ci_low"]], [e["ci_high"] - e["estimate"]]],
+                            fmt="o", ms=3, lw=0.8, color=colors[g], alpha=0.8, label=g if y == 0 else None)
+        ax.errorbar(v.estimate, y, xerr=[[v.estimate - v.ci_low], [v.ci_high - v.estimate]], fmt="D", ms=6, lw=2.2,
+                    color="black", capsize=4, label="across genres" if y == 0 else None, zorder=3)
+    ax.axvline(0, color="grey", lw=0.8, ls="--")
+    ax.set_yticks(range(len(verdicts)), list(verdicts))
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return ax
 
 # %% ../nbs/10_plots.ipynb #45a21ded

@@ -239,8 +239,10 @@ def test_findings_are_recorded_and_tabled(tmp_path, monkeypatch):
     assert (saved["ci_low"], saved["ci_high"], saved["p_value"]) == (clear.ci_low, clear.ci_high, clear.p_value)
     assert [e["label"] for e in saved["evidence"]] == [clear.label, noise.label] == ["reproduced", "inconclusive"]
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in findings_markdown(tmp_path / "results").splitlines()]
-    assert cells[0] == ["notebook", "claim", "verdict", "primary comparison: estimate [95% CI], p", "here"]
-    assert cells[2][:3] == ["21_y", "gap / grows", "inconclusive"] and cells[2][4] == "0.1 -> 0.3"
+    assert cells[0] == ["notebook", "claim", "verdict", "primary comparison: estimate [95% CI], p",
+                        "across genres (genre random): [95% CI], corrected p, genres won/tied/lost", "here"]
+    assert cells[2][:3] == ["21_y", "gap / grows", "inconclusive"] and cells[2][5] == "0.1 -> 0.3"
+    assert saved["across_genres"] is None and cells[2][4].startswith("not computed")  # a fixed-corpus verdict
     assert cells[2][3] == f"{clear} (log_ppl)"
 
 

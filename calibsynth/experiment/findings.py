@@ -9,6 +9,7 @@ Docs: https://calibsynth.github.io/calibsynth/findings.html.md"""
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -17,13 +18,27 @@ import pandas as pd
 
 from ..core import atomic_write_json
 from .profiles import Profile, active_profile, output_dir
-from ..stats import LABELS, Verdict, all_hold
+from ..stats import LABELS, GenreVerdict, Verdict, all_hold
 
 # %% auto #0
-__all__ = ['PRIMARY_FIELDS', 'METRIC_FAMILIES', 'record_finding', 'markdown_table', 'findings_markdown', 'metric_disagreements']
+__all__ = ['PRIMARY_FIELDS', 'METRIC_FAMILIES', 'across_genres', 'record_finding', 'markdown_table', 'findings_markdown',
+           'metric_disagreements']
 
 # %% ../../nbs/17_findings.ipynb #17a00004
 PRIMARY_FIELDS = ("estimate", "ci_low", "ci_high", "p_value", "n_seeds", "metric")
+
+
+def across_genres(v: Verdict) -> dict | None:
+    """What a finding reports of its primary comparison with genre as a random factor (a `GenreVerdict`): the
+    across-genre estimate, 95% interval and corrected p, the between-genre SD, the genres won, tied and lost, the
+    family and its correction, the seeds; None for a verdict whose corpora are fixed strata."""
+    if not isinstance(v, GenreVerdict):
+        return None
+    return dict(estimate=v.estimate, ci_low=v.ci_low, ci_high=v.ci_high, p_corrected=v.p_value,
+                p_raw=v.p_value if math.isnan(v.p_raw) else v.p_raw, between_genre_sd=v.between_genre_sd,
+                n_genres=v.n_genres, genres=v.outcomes(), family=v.family or "alone", family_size=v.family_size,
+                correction="Holm" if v.family_size > 1 else "none", n_seeds=v.n_seeds,
+                fixed_corpus_label=v.fixed_corpus.get("label"))
 
 
 def record_finding(notebook: str, claim: str, here: str, verdict: str | Verdict, profile: Profile | None = None,
@@ -39,7 +54,8 @@ def record_finding(notebook: str, claim: str, here: str, verdict: str | Verdict,
     profile = profile or active_profile()
     primary = evidence[0].to_dict()
     row = dict(notebook=notebook, claim=claim, here=here, verdict=label, profile=profile.name)
-    row |= {k: primary[k] for k in PRIMARY_FIELDS} | dict(evidence=[v.to_dict() for v in evidence])
+    row |= {k: primary[k] for k in PRIMARY_FIELDS} | dict(across_genres=across_genres(evidence[0]),
+                                                        evidence=[v.to_dict() for v in evidence])
     folder = output_dir("results", profile) / "findings"
     folder.mkdir(exist_ok=True)
     atomic_write_json(folder / f"{notebook}.json", row)
@@ -63,8 +79,19 @@ def findings_markdown(results_dir: str | os.PathLike) -> str:
     df = pd.DataFrame(dict(notebook=[r["notebook"] for r in rows], claim=[r["claim"] for r in rows],
                            verdict=[r["verdict"] for r in rows],
                            primary=[f"{Verdict.from_dict(r['evidence'][0])} ({r['metric']})" for r in rows],
+                           genres=[_across_genres_cell(r.get("across_genres")) for r in rows],
                            here=[r["here"] for r in rows]))
-    return markdown_table(df.rename(columns={"primary": "primary comparison: estimate [95% CI], p"}))
+    return markdown_table(df.rename(columns={"primary": "primary comparison: estimate [95% CI], p",
+                                             "genres": "across genres (genre random): [95% CI], corrected p, genres won/tied/lost"}))
+
+
+def _across_genres_cell(g: dict | None) -> str:
+    if not g:
+        return "not computed: the panel's corpora as fixed strata"
+    w, t, l = (g["genres"][k] for k in ("win", "tie", "loss"))
+    return (f"{g['estimate']:+.3f} [{g['ci_low']:+.3f}, {g['ci_high']:+.3f}], p {g['p_corrected']:.2g} ({g['correction']}, "
+            f"{g['family_size']} in {g['family']}), genre SD {g['between_genre_sd']:.3f}, {w}/{t}/{l} of {g['n_genres']}, "
+            f"{g['n_seeds']} seeds")
 
 # %% ../../nbs/17_findings.ipynb #17a00007
 METRIC_FAMILIES = {"panel": "panel", "leave-out": "leave"}  # family: what its evidence's metric names contain
