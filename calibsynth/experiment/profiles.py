@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import atomic_write_text, repo_root
+from ..evaluate import WIDE_PANEL, WIDE_PANEL_WINDOWS
 from .grid import run_grid
 from .runs import DEFAULT_EVAL_SOURCES, DEFAULT_TASKS, RunConfig
 from ..sources import synthetic_file, synthetic_path
@@ -49,6 +50,11 @@ class Profile:
     regime_levels: tuple = (0.4, 0.5, 0.6)  # the unstructured levels `regime_sparsity` chooses from
     target_ppl_ratio: float = 2.0  # dense -> pruned panel perplexity factor to match (an assumption, see 24_main_table)
     model_id: str = ""  # what `model` does not pin: a local checkpoint's identity, in every run's id
+    # issue 25's comparisons on the wide panel, declared in results/declarations/issue25_F4_F1.md
+    wide_seeds: tuple = (0, 1, 2)
+    wide_panel_windows: int = WIDE_PANEL_WINDOWS  # per corpus of WIDE_PANEL
+    f4_methods: tuple = ("wanda", "sparsegpt", "dsnot", "owl")  # F4 on `model`
+    f4_other_methods: tuple = ("wanda", "sparsegpt")  # F4 on the other models
 
     def run(self, **kw) -> RunConfig:
         "A RunConfig with this profile's sizes; `kw` sets the rest (method, source, sparsity, ...)."
@@ -56,6 +62,10 @@ class Profile:
                     eval_sources=self.eval_sources, eval_seqlen=self.eval_seqlen, eval_windows=self.eval_windows,
                     tasks=self.tasks, task_limit=self.task_limit, panel_windows=self.panel_windows, model_id=self.model_id)
         return RunConfig(**(base | kw))
+
+    def wide_run(self, **kw) -> RunConfig:
+        "A run scored on the wide panel, its linear layers and head in bfloat16 (issue 25's instrument)."
+        return self.run(**(dict(panel_sources=WIDE_PANEL, panel_windows=self.wide_panel_windows, eval_weights="bfloat16") | kw))
 
     def synth_config(self, **kw) -> SynthConfig:
         "A SynthConfig with this profile's sizes; `kw` sets the rest."
@@ -67,7 +77,8 @@ PROFILES = {
     "smoke": Profile("smoke", models=("smollm2-135m",), model="smollm2-135m", sources=("news", "code"),
                      n_samples=2, seqlen=32, seeds=(0, 1), eval_seqlen=64, eval_windows=2, panel_windows=2,
                      tasks=("neutral_cloze",), task_limit=12, amount_sources=("news",),
-                     synth=(("n_docs", 8), ("max_new_tokens", 32), ("min_tokens", 4)), regime_levels=(0.5,)),
+                     synth=(("n_docs", 8), ("max_new_tokens", 32), ("min_tokens", 4)), regime_levels=(0.5,),
+                     wide_panel_windows=2, f4_methods=("wanda",), f4_other_methods=()),
     "quick": Profile("quick", models=("smollm2-135m", "gemma3-270m"), model="smollm2-135m", sources=DEFAULT_EVAL_SOURCES),
     "paper": Profile("paper", models=("apple/DCLM-7B", "meta-llama/Meta-Llama-3-8B"), model="apple/DCLM-7B",
                      sources=("c4", "wikipedia", "slimpajama", "dclm"), n_samples=128, seqlen=2048, seeds=tuple(range(20)),
