@@ -258,8 +258,8 @@ SUITE_STREAMS = dict(zip(NEUTRAL_TASKS, range(4)))  # each task's random stream:
 # Literal, not `tuple(PANEL_SOURCES)`: the neutral panel every measurement scores by default, and the corpora the
 # continuation and cloze items come from; a panel corpus registered later changes neither.
 NEUTRAL_PANEL = ("manuals", "fortunes", "devil")
-# The wide panel (issue 25): nine genres, so that genre can be a random factor of a verdict. A literal as well.
-WIDE_PANEL = NEUTRAL_PANEL + ("licences", "history", "encyclopedia", "usenet", "dialogue", "glosses")
+# The wide panel (issue 25): eight genres, so that genre can be a random factor of a verdict. A literal as well.
+WIDE_PANEL = NEUTRAL_PANEL + ("licences", "history", "encyclopedia", "usenet", "dialogue")
 WIDE_PANEL_WINDOWS = 16  # per corpus: sized from the measured variance components ("The wide panel" below)
 SUITE_PANEL = NEUTRAL_PANEL
 N_CHOICES = 4

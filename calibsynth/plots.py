@@ -91,7 +91,9 @@ def genre_forest(verdicts: dict, ax=None, xlabel: str = "difference in log-perpl
         for dy, g in zip(offsets, genres):
             if g in v.per_genre:
                 e = v.per_genre[g]
-                ax.errorbar(e["estimate"], y + dy, xerr=[[e["estimate"] - e["ci_low"]], [e["ci_high"] - e["estimate"]]],
+                # a percentile interval may miss its own estimate by a hair: matplotlib takes no negative error
+                xerr = [[max(e["estimate"] - e["ci_low"], 0.0)], [max(e["ci_high"] - e["estimate"], 0.0)]]
+                ax.errorbar(e["estimate"], y + dy, xerr=xerr,
                             fmt="o", ms=3, lw=0.8, color=colors[g], alpha=0.8, label=g if y == 0 else None)
         ax.errorbar(v.estimate, y, xerr=[[v.estimate - v.ci_low], [v.ci_high - v.estimate]], fmt="D", ms=6, lw=2.2,
                     color="black", capsize=4, label="across genres" if y == 0 else None, zorder=3)

