@@ -46,11 +46,11 @@ __all__ = ['EVAL_FRACTION', 'SPLITS', 'MIN_DOC_CHARS', 'INFO_MANUALS', 'FORTUNE_
            'read_pydoc', 'read_code', 'info_files', 'read_info', 'read_info_manuals', 'fortune_files', 'read_fortunes',
            'unpacked_deb', 'licence_files', 'read_licences', 'history_files', 'read_history', 'wikitext_plain',
            'wiki_files', 'read_encyclopedia', 'usenet_files', 'read_usenet', 'dialogue_files', 'read_dialogue',
-           'OfflineSource', 'HubSource', 'PanelSource', 'list_sources', 'word_ngrams', 'shares_ngram', 'source_path',
-           'build_source', 'source_manifest', 'HubUnavailableError', 'load_hub_texts', 'read_text_file',
-           'synthetic_path', 'synthetic_name', 'committed_synthetic_path', 'synthetic_file', 'check_source',
-           'load_texts', 'texts_digest', 'text_token_counts', 'token_stream', 'window_body', 'window_starts',
-           'cut_windows', 'random_windows', 'calibration_pool', 'synthetic_pool', 'calibration_texts',
+           'OfflineSource', 'HubSource', 'PanelSource', 'list_sources', 'word_ngrams', 'shares_ngram',
+           'provenance_path', 'source_path', 'build_source', 'source_manifest', 'HubUnavailableError', 'load_hub_texts',
+           'read_text_file', 'synthetic_path', 'synthetic_name', 'committed_synthetic_path', 'synthetic_file',
+           'check_source', 'load_texts', 'texts_digest', 'text_token_counts', 'token_stream', 'window_body',
+           'window_starts', 'cut_windows', 'random_windows', 'calibration_pool', 'synthetic_pool', 'calibration_texts',
            'sample_calibration']
 
 # %% ../nbs/02_sources.ipynb #618a4ad7
@@ -605,8 +605,18 @@ def _hold_out(docs: list[dict]) -> list[dict]:
     return [d | dict(split="overlap" if o else "eval") for d, o in zip(docs, overlap)]
 
 
+def provenance_path(path: Path) -> str:
+    "`path` as a manifest records it: under the cache or the Python packages, relative to them, so a clone elsewhere agrees."
+    roots = {"$CALIBSYNTH_CACHE": cache_dir(create=False), "$SITE_PACKAGES": Path(sysconfig.get_paths()["purelib"])}
+    for name, root in roots.items():
+        if path.is_relative_to(root):
+            return f"{name}/{path.relative_to(root).as_posix()}"
+    return str(path)
+
+
 def _panel_provenance(src: PanelSource, docs: list[dict]) -> dict:
-    files = [dict(path=str(p), package=pkg, bytes=p.stat().st_size, sha256=sha256_file(p)) for pkg, p in src.files()]
+    files = [dict(path=provenance_path(p), package=pkg, bytes=p.stat().st_size, sha256=sha256_file(p))
+             for pkg, p in src.files()]
     dropped = [d["id"] for d in docs if d["split"] == "overlap"]
     return dict(kind="panel", origin=dict(kind=src.origin, packages=src.package_versions()), files=files,
                 eval_fraction=1.0, held_out=dict(ngram=HELD_OUT_NGRAM, calib_splits_of=list(HOLD_OUT_AGAINST),

@@ -238,7 +238,7 @@ def test_panel_documents_are_deterministic_and_match_the_committed_manifest(name
     enough = 150 * 512 if name in NEUTRAL_PANEL else 1.5 * WIDE_PANEL_WINDOWS * 256
     assert committed["eval"]["n_tokens"] >= enough and committed["licence"] and committed["tokenizer"]
     installed = {f["path"]: f["sha256"] for f in committed["files"]}
-    assert installed == {str(p): sha256_file(p) for _, p in S.PANEL_SOURCES[name].files()}
+    assert installed == {S.provenance_path(p): sha256_file(p) for _, p in S.PANEL_SOURCES[name].files()}
 
 
 def test_panel_text_is_clean():
