@@ -147,8 +147,9 @@ def _matrix(differences) -> np.ndarray:
     return m
 
 
-def _groups(strata, n_columns: int) -> list[np.ndarray]:
-    "Column indices of each stratum, in order of first appearance; one group of every column without strata."
+def _groups(strata, n_columns: int, resampled: bool = True) -> list[np.ndarray]:
+    """Column indices of each stratum, in order of first appearance; one group of every column without strata.
+    Strata `resampled` within need two windows each."""
     if strata is None:
         return [np.arange(n_columns)]
     labels = pd.Series(np.asarray(strata))
@@ -157,7 +158,7 @@ def _groups(strata, n_columns: int) -> list[np.ndarray]:
     if len(labels) != n_columns:
         raise ValueError(f"strata gives {len(labels)} labels for {n_columns} windows: one label per window")
     groups = {label: np.flatnonzero(labels.to_numpy() == label) for label in labels.unique()}
-    if n_columns > 1 and (few := {k: len(g) for k, g in groups.items() if len(g) < 2}):
+    if resampled and n_columns > 1 and (few := {k: len(g) for k, g in groups.items() if len(g) < 2}):
         raise ValueError(f"strata {few} hold fewer than 2 windows: nothing to resample within them")
     return list(groups.values())
 
@@ -445,7 +446,7 @@ def genre_means(differences, genres) -> pd.DataFrame:
     "Seeds (rows) x genres (columns, in order of first appearance): the mean paired difference over a genre's windows."
     m = _matrix(differences)
     labels = np.asarray(genres)
-    groups = _groups(labels, m.shape[1])
+    groups = _groups(labels, m.shape[1], resampled=False)
     return pd.DataFrame({labels[g[0]]: m[:, g].mean(axis=1) for g in groups})
 
 
@@ -525,7 +526,10 @@ def genre_verdict(differences, genres, expect: str, alpha: float = 0.05, *, metr
         p = float(2 * stats.t.sf(abs(estimate / se), df))
     _, ms_genre, ms_inter = crossed_mean_squares(gm.to_numpy())
     # a genre's mean also carries the luck of its window sample: taken out, by moments
-    windows = np.mean([m[:, labels == g].mean(axis=0).var(ddof=1) / (labels == g).sum() for g in gm.columns])
+    # a genre measured by one unit per seed (a statistic of the whole genre) has no window sample to take out
+    whole = m.shape[1] == n_genres
+    windows = 0.0 if whole else np.mean([m[:, labels == g].mean(axis=0).var(ddof=1) / (labels == g).sum()
+                                         for g in gm.columns])
     between_sd = math.sqrt(max(0.0, (ms_genre - ms_inter) / m.shape[0] - windows))
     outcomes = {}
     if per_genre:
@@ -534,7 +538,9 @@ def genre_verdict(differences, genres, expect: str, alpha: float = 0.05, *, metr
             side = "win" if (iv.high < 0) == (expect == "less") else "loss"
             outcomes[str(g)] = dict(estimate=iv.estimate, ci_low=iv.low, ci_high=iv.high,
                                     outcome=side if iv.high < 0 or iv.low > 0 else "tie")
-    fixed = verdict(m, expect, alpha, metric=metric, strata=labels, n_resamples=n_resamples, rng_seed=rng_seed).to_dict() \
+    # the fixed-corpus reading: these genres as they are; with one unit per genre only the seeds are left to resample
+    fixed = verdict(m.mean(axis=1, keepdims=True) if whole else m, expect, alpha, metric=metric,
+                    strata=None if whole else labels, n_resamples=n_resamples, rng_seed=rng_seed).to_dict() \
         if per_genre else {}
     return GenreVerdict(decide(low, high, p, expect, alpha), estimate, low, high, p, m.shape[0], m.shape[1], metric,
                         f"t over seeds x {n_genres} genres, both random (Satterthwaite, {df:.1f} df)", expect, alpha,

@@ -55,6 +55,7 @@ class Profile:
     wide_panel_windows: int = WIDE_PANEL_WINDOWS  # per corpus of WIDE_PANEL
     f4_methods: tuple = ("wanda", "sparsegpt", "dsnot", "owl")  # F4 on `model`
     f4_other_methods: tuple = ("wanda", "sparsegpt")  # F4 on the other models
+    f1_methods: tuple = ("wanda", "sparsegpt")  # F1 on `model`: each its own source effect at 50%, 60% and 2:4
 
     def run(self, **kw) -> RunConfig:
         "A RunConfig with this profile's sizes; `kw` sets the rest (method, source, sparsity, ...)."
@@ -78,7 +79,7 @@ PROFILES = {
                      n_samples=2, seqlen=32, seeds=(0, 1), eval_seqlen=64, eval_windows=2, panel_windows=2,
                      tasks=("neutral_cloze",), task_limit=12, amount_sources=("news",),
                      synth=(("n_docs", 8), ("max_new_tokens", 32), ("min_tokens", 4)), regime_levels=(0.5,),
-                     wide_panel_windows=2, f4_methods=("wanda",), f4_other_methods=()),
+                     wide_panel_windows=2, f4_methods=("wanda",), f4_other_methods=(), f1_methods=("wanda",)),
     "quick": Profile("quick", models=("smollm2-135m", "gemma3-270m"), model="smollm2-135m", sources=DEFAULT_EVAL_SOURCES),
     "paper": Profile("paper", models=("apple/DCLM-7B", "meta-llama/Meta-Llama-3-8B"), model="apple/DCLM-7B",
                      sources=("c4", "wikipedia", "slimpajama", "dclm"), n_samples=128, seqlen=2048, seeds=tuple(range(20)),
