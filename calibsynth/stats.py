@@ -357,10 +357,18 @@ def verdict(differences, expect: str, alpha: float = 0.05, *, metric: str = "", 
 
 def compare(df: pd.DataFrame, a: str, b: str, expect: str, *, value: str = "log_ppl",
             by: Sequence[str] = ("seed",), within: Sequence[str] = ("window",), column: str = "set",
-            **kwargs) -> Verdict:
-    "The pre-declared claim `value(a) - value(b)` is `expect` (\"less\" or \"greater\") than 0, from a long table."
+            genre: str | None = None, **kwargs) -> Verdict:
+    """The pre-declared claim `value(a) - value(b)` is `expect` (\"less\" or \"greater\") than 0, from a long table;
+    with `genre` (a `within` key naming each window's corpus) read with genre as a random factor (`genre_verdict`)."""
     kwargs.setdefault("metric", value)
-    return verdict(paired_differences(df, a, b, by, within, value, column), expect, **kwargs)
+    differences = paired_differences(df, a, b, by, within, value, column)
+    if genre is None:
+        return verdict(differences, expect, **kwargs)
+    if genre not in _names(within, "within") or len(_names(within, "within")) < 2:
+        raise ValueError(f"genre {genre!r} must be one of several within keys (the genre and its windows), got {within}")
+    if "strata" in kwargs:
+        raise ValueError("genre and strata both given: a genre-random reading weighs each genre equally already")
+    return genre_verdict(differences.to_numpy(), differences.columns.get_level_values(genre), expect, **kwargs)
 
 # %% ../nbs/09_stats.ipynb #4ac8ef26
 def _spearman(x, y, axis=-1):

@@ -242,7 +242,9 @@ def test_findings_are_recorded_and_tabled(tmp_path, monkeypatch):
     assert cells[0] == ["notebook", "claim", "verdict", "primary comparison: estimate [95% CI], p",
                         "across genres (genre random): [95% CI], corrected p, genres won/tied/lost", "here"]
     assert cells[2][:3] == ["21_y", "gap / grows", "inconclusive"] and cells[2][5] == "0.1 -> 0.3"
-    assert saved["across_genres"] is None and cells[2][4].startswith("not computed")  # a fixed-corpus verdict
+    # a verdict without genres says why it has no across-genre reading
+    assert saved["across_genres"] == dict(not_computed=f"not a comparison over evaluation genres ({clear.test})")
+    assert cells[2][4].startswith("not computed: not a comparison over evaluation genres")
     assert cells[2][3] == f"{clear} (log_ppl)"
 
 

@@ -28,12 +28,14 @@ __all__ = ['PRIMARY_FIELDS', 'METRIC_FAMILIES', 'across_genres', 'record_finding
 PRIMARY_FIELDS = ("estimate", "ci_low", "ci_high", "p_value", "n_seeds", "metric")
 
 
-def across_genres(v: Verdict) -> dict | None:
+def across_genres(v: Verdict) -> dict:
     """What a finding reports of its primary comparison with genre as a random factor (a `GenreVerdict`): the
     across-genre estimate, 95% interval and corrected p, the between-genre SD, the genres won, tied and lost, the
-    family and its correction, the seeds; None for a verdict whose corpora are fixed strata."""
+    family and its correction, the seeds; for any other verdict, why it has no such reading (`not_computed`)."""
     if not isinstance(v, GenreVerdict):
-        return None
+        fixed = "weighing equally" in v.test  # a stratified comparison: its corpora read as fixed
+        return dict(not_computed="the panel's corpora as fixed strata" if fixed else
+                    f"not a comparison over evaluation genres ({v.test})")
     return dict(estimate=v.estimate, ci_low=v.ci_low, ci_high=v.ci_high, p_corrected=v.p_value,
                 p_raw=v.p_value if math.isnan(v.p_raw) else v.p_raw, between_genre_sd=v.between_genre_sd,
                 n_genres=v.n_genres, genres=v.outcomes(), family=v.family or "alone", family_size=v.family_size,
@@ -86,8 +88,8 @@ def findings_markdown(results_dir: str | os.PathLike) -> str:
 
 
 def _across_genres_cell(g: dict | None) -> str:
-    if not g:
-        return "not computed: the panel's corpora as fixed strata"
+    if not g or "not_computed" in g:  # (a finding recorded before the field existed holds None)
+        return f"not computed: {(g or {}).get('not_computed', 'the panel corpora as fixed strata')}"
     w, t, l = (g["genres"][k] for k in ("win", "tie", "loss"))
     return (f"{g['estimate']:+.3f} [{g['ci_low']:+.3f}, {g['ci_high']:+.3f}], p {g['p_corrected']:.2g} ({g['correction']}, "
             f"{g['family_size']} in {g['family']}), genre SD {g['between_genre_sd']:.3f}, {w}/{t}/{l} of {g['n_genres']}, "

@@ -76,7 +76,7 @@ class Profile:
 PROFILES = {
     # smoke leaves SparseGPT and DSnoT to the tests: their fixed per-layer cost would dominate CI
     "smoke": Profile("smoke", models=("smollm2-135m",), model="smollm2-135m", sources=("news", "code"),
-                     n_samples=2, seqlen=32, seeds=(0, 1), eval_seqlen=64, eval_windows=2, panel_windows=2,
+                     n_samples=2, seqlen=32, seeds=(0, 1, 2), eval_seqlen=64, eval_windows=2, panel_windows=2,
                      tasks=("neutral_cloze",), task_limit=12, amount_sources=("news",),
                      synth=(("n_docs", 8), ("max_new_tokens", 32), ("min_tokens", 4)), regime_levels=(0.5,),
                      wide_panel_windows=2, f4_methods=("wanda",), f4_other_methods=(), f1_methods=("wanda",)),
