@@ -22,7 +22,7 @@ from ..stats import LABELS, GenreVerdict, Verdict, all_hold
 
 # %% auto #0
 __all__ = ['PRIMARY_FIELDS', 'METRIC_FAMILIES', 'across_genres', 'record_finding', 'markdown_table', 'findings_markdown',
-           'metric_disagreements']
+           'metric_disagreements', 'reading_disagreements']
 
 # %% ../../nbs/17_findings.ipynb #17a00004
 PRIMARY_FIELDS = ("estimate", "ci_low", "ci_high", "p_value", "n_seeds", "metric")
@@ -111,3 +111,16 @@ def metric_disagreements(results_dir: str | os.PathLike) -> pd.DataFrame:
         if None not in labels.values() and len(set(labels.values())) > 1:
             rows.append(dict(notebook=finding["notebook"], verdict=finding["verdict"], **labels))
     return pd.DataFrame(rows, columns=["notebook", "verdict", *METRIC_FAMILIES])
+
+# %% ../../nbs/17_findings.ipynb #613ef36e
+def reading_disagreements(results_dir: str | os.PathLike) -> pd.DataFrame:
+    "The findings whose primary comparison reads differently with genre random and with the corpora as fixed strata."
+    rows = []
+    for f in sorted((Path(results_dir) / "findings").glob("*.json")):
+        finding = json.loads(f.read_text())
+        g = finding.get("across_genres") or {}
+        if g.get("fixed_corpus_label") and g["fixed_corpus_label"] != finding["evidence"][0]["label"]:
+            rows.append(dict(notebook=finding["notebook"], verdict=finding["verdict"],
+                             comparison=finding["evidence"][0]["metric"],
+                             **{"across genres": finding["evidence"][0]["label"], "fixed corpora": g["fixed_corpus_label"]}))
+    return pd.DataFrame(rows, columns=["notebook", "verdict", "comparison", "across genres", "fixed corpora"])
