@@ -294,19 +294,28 @@ WIKI_PAGES = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.b
 _WIKI_TAIL = re.compile(r"\n(?:See also|References|External links|Notes|Further reading|Bibliography)\n")
 
 
-def _drop_nested(text: str, opening: str, closing: str) -> str:
-    "`text` without its (possibly nested) `opening`...`closing` spans: wiki templates and tables."
-    out, depth, i = [], 0, 0
+def _span_end(text: str, start: int, opening: str, closing: str) -> int:
+    "Where the (possibly nested) `opening`...`closing` span opened at `start` ends: past its closing, or at the end."
+    depth, i = 0, start
     while i < len(text):
         if text.startswith(opening, i):
             depth, i = depth + 1, i + len(opening)
-        elif depth and text.startswith(closing, i):
+        elif text.startswith(closing, i):
             depth, i = depth - 1, i + len(closing)
+            if depth == 0:
+                return i
         else:
-            if not depth:
-                out.append(text[i])
             i += 1
-    return "".join(out)
+    return len(text)
+
+
+def _drop_nested(text: str, opening: str, closing: str) -> str:
+    "`text` without its (possibly nested) `opening`...`closing` spans: wiki templates and tables."
+    out, i = [], 0
+    while (j := text.find(opening, i)) != -1:
+        out.append(text[i:j])
+        i = _span_end(text, j, opening, closing)
+    return "".join(out) + text[i:]
 
 
 _WIKI_MEDIA = re.compile(r"\[\[(?:File|Image|Category|[a-z-]{2,12}):", re.I)  # files, categories, other languages
@@ -315,17 +324,7 @@ _WIKI_MEDIA = re.compile(r"\[\[(?:File|Image|Category|[a-z-]{2,12}):", re.I)  # 
 def _drop_media(text: str) -> str:
     "`text` without its `[[File:...]]`-like links, whose captions may hold links of their own."
     while m := _WIKI_MEDIA.search(text):
-        depth, i = 0, m.start()
-        while i < len(text):
-            if text.startswith("[[", i):
-                depth, i = depth + 1, i + 2
-            elif text.startswith("]]", i):
-                depth, i = depth - 1, i + 2
-                if depth == 0:
-                    break
-            else:
-                i += 1
-        text = text[:m.start()] + text[i:]
+        text = text[:m.start()] + text[_span_end(text, m.start(), "[[", "]]"):]
     return text
 
 

@@ -23,8 +23,8 @@ __all__ = ['CI_METHODS', 'ALTERNATIVES', 'LABELS', 'EXPECTATIONS', 'TESTS', 'RES
            'simulate_comparison', 'Interval', 'paired_bootstrap', 'balanced_means', 'crossed_bootstrap',
            'stratified_bootstrap', 'paired_permutation', 'min_p_value', 'decide', 'Verdict', 'verdict', 'compare',
            'correlation_verdict', 'spread_verdict', 'all_hold', 'genre_means', 'crossed_mean_squares',
-           'crossed_mean_se', 'GenreVerdict', 'genre_verdict', 'holm', 'label_family', 'windows_to_resolve',
-           'binomial_se', 'roc_auc']
+           'crossed_mean_se', 'GenreVerdict', 'genre_verdict', 'holm', 'label_family', 'weakest_first',
+           'windows_to_resolve', 'binomial_se', 'roc_auc']
 
 # %% ../nbs/09_stats.ipynb #62eb31d7
 def _names(columns, what: str) -> list[str]:
@@ -579,6 +579,11 @@ def label_family(verdicts: Sequence[Verdict], family: str) -> list[Verdict]:
         extra = dict(family=family, family_size=len(verdicts), p_raw=raw) if isinstance(v, GenreVerdict) else {}
         out.append(replace(v, label=label, p_value=float(p), **extra))
     return out
+
+
+def weakest_first(verdicts: Sequence[Verdict]) -> list[Verdict]:
+    "A family's verdicts, the one that decides its `all_hold` label first: a contradicted one, else the largest p."
+    return sorted(verdicts, key=lambda v: (v.label != "contradicted", -v.p_value))
 
 # %% ../nbs/09_stats.ipynb #57e1e58c
 def windows_to_resolve(v: Verdict, windows: int, steps: int = 8, margin: float = 0.5) -> int:
