@@ -524,6 +524,10 @@ def genre_verdict(differences, genres, expect: str, alpha: float = 0.05, *, metr
     if m.shape[0] < 3:
         raise ValueError(f"genre as a random factor needs at least 3 seeds (crossed with the genres), got {m.shape[0]}")
     labels = np.asarray(genres)
+    sizes = pd.Series(labels).value_counts()
+    if sizes.min() < 2 and sizes.max() > 1:  # a window sample in some genres but not in others: no one reading fits
+        raise ValueError(f"genres {sorted(map(str, sizes[sizes < 2].index))} hold one unit while others hold several: "
+                         "give every genre one unit (a statistic of the genre) or at least two windows")
     estimate, se, df = crossed_mean_se(gm.to_numpy())
     if se == 0:
         low = high = estimate
@@ -568,22 +572,33 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 
 
 def label_family(verdicts: Sequence[Verdict], family: str) -> list[Verdict]:
-    "The verdicts of one family, each labelled again with its Holm-corrected p (`p_raw` keeps the uncorrected one)."
+    """The verdicts of one family, each labelled again with its Holm-corrected p (`p_raw` keeps the uncorrected one);
+    the fixed-corpus readings beside them are corrected within the same family, so the two readings compare alike
+    (a comparison not over genres stands in for itself in both)."""
     verdicts = list(verdicts)
-    corrected = holm([v.p_value if not isinstance(v, GenreVerdict) or math.isnan(v.p_raw) else v.p_raw
-                      for v in verdicts])
+    raws = [v.p_raw if isinstance(v, GenreVerdict) and not math.isnan(v.p_raw) else v.p_value for v in verdicts]
+    corrected = holm(raws)
+    fixed = [v.fixed_corpus if isinstance(v, GenreVerdict) else {} for v in verdicts]
+    fixed_corrected = holm([f.get("p_raw", f["p_value"]) if f else r for f, r in zip(fixed, raws)])
     out = []
-    for v, p in zip(verdicts, corrected):
-        raw = v.p_raw if isinstance(v, GenreVerdict) and not math.isnan(v.p_raw) else v.p_value
+    for v, p, raw, f, fp in zip(verdicts, corrected, raws, fixed, fixed_corrected):
         label = decide(v.ci_low, v.ci_high, float(p), v.expect, v.alpha, v.null)
         extra = dict(family=family, family_size=len(verdicts), p_raw=raw) if isinstance(v, GenreVerdict) else {}
+        if f:
+            extra["fixed_corpus"] = f | dict(p_raw=f.get("p_raw", f["p_value"]), p_value=float(fp),
+                                             label=decide(f["ci_low"], f["ci_high"], float(fp), v.expect, v.alpha, v.null),
+                                             min_p=min(1.0, f["min_p"] * len(verdicts)))
         out.append(replace(v, label=label, p_value=float(p), **extra))
     return out
 
 
 def weakest_first(verdicts: Sequence[Verdict]) -> list[Verdict]:
-    "A family's verdicts, the one that decides its `all_hold` label first: a contradicted one, else the largest p."
-    return sorted(verdicts, key=lambda v: (v.label != "contradicted", -v.p_value))
+    """A family's verdicts, the one that decides its `all_hold` label first: the strongest contradiction (smallest p)
+    if any is contradicted, else the weakest comparison (largest p)."""
+    verdicts = list(verdicts)
+    if any(math.isnan(v.p_value) for v in verdicts):
+        raise ValueError(f"a verdict without a p-value cannot be ordered: {[str(v) for v in verdicts]}")
+    return sorted(verdicts, key=lambda v: (0, v.p_value) if v.label == "contradicted" else (1, -v.p_value))
 
 # %% ../nbs/09_stats.ipynb #57e1e58c
 def windows_to_resolve(v: Verdict, windows: int, steps: int = 8, margin: float = 0.5) -> int:
