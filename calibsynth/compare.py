@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import CODE_VERSION, append_jsonl, atomic_write_json, check_int, json_digest, read_jsonl
+from .core import CODE_VERSION, append_jsonl, atomic_write_json, check_int, config_identity, json_digest, read_jsonl
 from .core import sha256_file, show_progress
 from .sources import check_source
 from .compress import SELF_CALIBRATION, calibration_kind, check_request, draw_calibration, same_text_file
@@ -179,7 +179,9 @@ def run_comparison(cfg: CompareConfig, out_dir: str | os.PathLike, progress: boo
         "bfloat16" if model.dtype in (torch.bfloat16, torch.float16) else "float32")
     instrument = quality_instrument(cfg.eval_text, cfg.eval_windows, cfg.eval_seqlen, weights_dtype(model))
     own_text = cfg.eval_text and Path(cfg.eval_text).expanduser().is_file()
-    common = dict(model=dense_sha, n_samples=cfg.n_samples, seqlen=cfg.seqlen, instrument=asdict(instrument),
+    # an instrument setting added later (the scored copy's weights) enters the key only when set, so earlier rows match
+    common = dict(model=dense_sha, n_samples=cfg.n_samples, seqlen=cfg.seqlen,
+                  instrument=config_identity(instrument, {"weights": None}),
                   forward_dtype=forward, eval_text_sha256=sha256_file(Path(cfg.eval_text).expanduser()) if own_text else None)
     done = {r["key"]: r for r in read_jsonl(out_dir / RUNS, repair=True)} if (out_dir / RUNS).exists() else {}
     wanted, rows = [], []
