@@ -23,8 +23,8 @@ __all__ = ['CI_METHODS', 'ALTERNATIVES', 'LABELS', 'EXPECTATIONS', 'TESTS', 'RES
            'simulate_comparison', 'Interval', 'paired_bootstrap', 'balanced_means', 'crossed_bootstrap',
            'stratified_bootstrap', 'paired_permutation', 'min_p_value', 'decide', 'Verdict', 'verdict', 'compare',
            'correlation_verdict', 'spread_verdict', 'all_hold', 'genre_means', 'crossed_mean_squares',
-           'crossed_mean_se', 'GenreVerdict', 'genre_verdict', 'holm', 'label_family', 'weakest_first',
-           'windows_to_resolve', 'binomial_se', 'roc_auc']
+           'crossed_mean_se', 'GenreVerdict', 'genre_verdict', 'crossed_components', 'projected_se', 'holm',
+           'label_family', 'weakest_first', 'windows_to_resolve', 'binomial_se', 'roc_auc']
 
 # %% ../nbs/09_stats.ipynb #62eb31d7
 def _names(columns, what: str) -> list[str]:
@@ -509,6 +509,12 @@ class GenreVerdict(Verdict):
             counts[g["outcome"]] += 1
         return counts
 
+    def fixed_reading(self) -> Verdict:
+        "The fixed-corpus reading beside this one as a `Verdict` (its uncorrected p, kept for the record, left out)."
+        if not self.fixed_corpus:
+            raise ValueError(f"no fixed-corpus reading recorded beside {self}")
+        return Verdict.from_dict({k: v for k, v in self.fixed_corpus.items() if k != "p_raw"})
+
 
 def genre_verdict(differences, genres, expect: str, alpha: float = 0.05, *, metric: str = "",
                   per_genre: bool = True, n_resamples: int = 9999, rng_seed: int = 0) -> GenreVerdict:
@@ -557,6 +563,24 @@ def genre_verdict(differences, genres, expect: str, alpha: float = 0.05, *, metr
     return GenreVerdict(decide(low, high, p, expect, alpha), estimate, low, high, p, m.shape[0], m.shape[1], metric,
                         f"t over seeds x {n_genres} genres, both random (Satterthwaite, {df:.1f} df)", expect, alpha,
                         0.0, "mean difference", 0.0, n_genres, between_sd, outcomes, fixed, p_raw=p)
+
+# %% ../nbs/09_stats.ipynb #af2c76fb
+def crossed_components(table) -> dict:
+    """The variance components of a seeds x genres table of cell means (both factors random, moment estimates, a
+    negative one set to zero): `seed`, `genre` and `interaction` (the latter with the windows' noise in it)."""
+    table = np.asarray(table, dtype=float)
+    if table.ndim != 2 or min(table.shape) < 2 or not np.isfinite(table).all():
+        raise ValueError(f"need a finite seeds x genres table with at least 2 of each, got shape {table.shape}")
+    seeds, genres = table.shape
+    ms_s, ms_g, ms_sg = crossed_mean_squares(table)
+    return dict(seed=max(ms_s - ms_sg, 0.0) / genres, genre=max(ms_g - ms_sg, 0.0) / seeds, interaction=ms_sg)
+
+
+def projected_se(components: dict, seeds: int, genres: int) -> float:
+    "The standard error of the grand mean of a seeds x genres table with these variance components."
+    check_int("seeds", seeds, 1)
+    check_int("genres", genres, 1)
+    return math.sqrt(components["seed"] / seeds + components["genre"] / genres + components["interaction"] / (seeds * genres))
 
 # %% ../nbs/09_stats.ipynb #7b84aa92
 def holm(p_values: Sequence[float]) -> np.ndarray:
