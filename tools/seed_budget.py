@@ -7,7 +7,7 @@ of each declared comparison is made of a seed share, a genre share and their int
 three on all six seeds and projects the standard error to three seeds (the seeds of the wide-panel sections), and
 adds up the wall time the dropped seeds cost (their runs and their self-generated sets):
 
-    python tools/seed_budget.py            # a few seconds; writes results/amendments/seed_budget.json
+    python tools/seed_budget.py            # a few seconds; writes results/seed_budget.json
 
 It reads the runs of seeds 0-2 in results/ and those of seeds 3-5 where they were archived, results/archive/seed_budget/,
 so it recomputes the same numbers after the cut.
@@ -107,7 +107,7 @@ def dropped_cost(seeds_kept: int = 3) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds-kept", type=int, default=3)
-    ap.add_argument("--out", default=str(ROOT / "results/amendments/seed_budget.json"))
+    ap.add_argument("--out", default=str(ROOT / "results/seed_budget.json"))
     args = ap.parse_args(argv)
     cells = seed_sizing(args.seeds_kept)
     record = dict(tool="tools/seed_budget.py", seeds_kept=args.seeds_kept, cells=cells, dropped=dropped_cost(args.seeds_kept),
