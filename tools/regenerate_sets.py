@@ -38,7 +38,7 @@ def main(argv=None):
         committed_runs=0, committed_sets=len(known), machine=platform.machine(), seed=None, runs=[], sets=[])
     for name in args.sets:
         model, set_name = name.split("/")
-        if any(s["set"] == set_name and s["model"] == json.loads(known[name].read_text())["model"] for s in report["sets"]):
+        if any(s["set"] == set_name and s["model"] == model for s in report["sets"]):
             continue
         with tempfile.TemporaryDirectory() as scratch:
             row = regenerate_set(known[name], Path(scratch))
