@@ -123,7 +123,9 @@ def held_out_texts(source: str) -> list[str]:
     if path.exists():
         keep = json.loads(path.read_text())
     else:
-        calib = (t for name in HOLD_OUT_AGAINST for t in load_texts(name, "calib"))
+        # a source added later was held apart from the older ones when built; its own calib split is checked here
+        against = HOLD_OUT_AGAINST if source in HOLD_OUT_AGAINST else (*HOLD_OUT_AGAINST, source)
+        calib = (t for name in against for t in load_texts(name, "calib"))
         keep = np.flatnonzero(~shares_ngram(texts, calib)).tolist()
         atomic_write_json(path, keep, indent=None)
     return [texts[i] for i in keep]

@@ -24,20 +24,21 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 import calibsynth
 from . import __version__
-from .core import atomic_dir, atomic_path, atomic_write_json, cache_dir, read_jsonl
+from .core import atomic_dir, atomic_path, atomic_write_json, cache_dir, read_jsonl, show_progress
 from .evaluate import perplexity
-from .sources import OFFLINE_SOURCES, build_source, load_texts
+from .sources import OFFLINE_SOURCES, build_source, load_texts, word_ngrams
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'RUNTIME_FIELDS', 'PRETRAIN_CONFIGS', 'MIXTURES', 'PRETRAIN_VERSION', 'MANIFEST', 'RETRAIN_RTOL',
            'PretrainConfig', 'profile_name', 'pretrain_config', 'result_fields', 'models_dir', 'check_mixture',
            'train_tokenizer', 'tokenizer_sha256', 'domain_order', 'tokenizer_corpus', 'ensure_tokenizer', 'water_fill',
-           'calib_documents', 'plan_members', 'member_documents', 'PackedStream', 'llama_config', 'heldout_losses',
-           'torch_threads', 'train_lm', 'heldout_perplexities', 'train_model', 'read_manifest', 'ensure_model',
-           'matches_manifest']
+           'calib_documents', 'near_duplicate_groups', 'member_order', 'plan_members', 'member_documents',
+           'PackedStream', 'llama_config', 'heldout_losses', 'torch_threads', 'train_lm', 'heldout_perplexities',
+           'train_model', 'read_manifest', 'ensure_model', 'matches_manifest']
 
 # %% ../nbs/12_pretrain.ipynb #f08ea123
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")  # ids 0, 1, 2
@@ -49,6 +50,9 @@ class PretrainConfig:
     vocab_size: int = 8192
     tokenizer_chars: int = 2_000_000  # characters of each source's calib split the tokenizer learns from
     member_fraction: float = 0.5  # members come from at most this share of a domain's calib documents
+    # documents sharing a word n-gram this long are grouped and each group falls whole on one side of the
+    # member / non-member split (0: documents are split one by one, as for the first two models)
+    group_ngram: int = 0
     mixture_tokens: int = 800_000  # member tokens of every mixture, water-filled over its domains
     hidden: int = 256
     layers: int = 4
@@ -74,7 +78,7 @@ class PretrainConfig:
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"PretrainConfig.{f.name} must be a non-negative number, got {value!r}")
-            may_be_zero = f.name in ("seed", "warmup_steps")
+            may_be_zero = f.name in ("seed", "warmup_steps", "group_ngram")
             if f.type == "int" and (not isinstance(value, int) or (value == 0 and not may_be_zero)):
                 raise ValueError(f"PretrainConfig.{f.name} must be a positive integer, got {value!r}")
         if not 0 < self.member_fraction < 1:
@@ -83,6 +87,8 @@ class PretrainConfig:
         if self.vocab_size <= 256 + len(SPECIAL_TOKENS):
             raise ValueError(f"vocab_size must exceed the 256 bytes and {len(SPECIAL_TOKENS)} special tokens, "
                              f"got {self.vocab_size}")
+        if 0 < self.group_ngram < 5:
+            raise ValueError(f"group_ngram must be 0 (no grouping) or at least 5 words, got {self.group_ngram}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden={self.hidden} is not a multiple of heads={self.heads}")
         if self.seqlen < 2 or self.warmup_steps >= self.steps:
@@ -245,20 +251,61 @@ def _pool_token_counts(tokenizer, texts: Sequence[str], need: int) -> list[int]:
     return counts
 
 
+def near_duplicate_groups(texts: Sequence[str], n: int) -> np.ndarray:
+    "A group label per text: texts sharing a word `n`-gram, directly or through others, get the same one."
+    parent = list(range(len(texts)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first = {}  # n-gram (a stable 64-bit digest, not the tuple: the dictionary holds millions) -> its first text
+    for i, text in enumerate(texts):
+        for gram in {hashlib.blake2b(" ".join(g).encode(), digest_size=8).digest() for g in word_ngrams(text, n)}:
+            j = first.setdefault(gram, i)
+            if j != i and (a := root(i)) != (b := root(j)):
+                parent[max(a, b)] = min(a, b)
+    return np.array([root(i) for i in range(len(texts))])
+
+
+def member_order(domain: str, docs: Sequence[dict], seed: int, group_ngram: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded order members are taken from, and the cut points allowed in it (how many documents may be members):
+    documents one by one, or with `group_ngram`, whole near-duplicate groups in a seeded order of the groups."""
+    if not group_ngram:
+        return domain_order(domain, len(docs), seed), np.arange(1, len(docs) + 1)
+    labels = near_duplicate_groups([d["text"] for d in docs], group_ngram)
+    groups, labels = np.unique(labels, return_inverse=True)
+    rank = np.empty(len(groups), dtype=int)
+    rank[domain_order(domain, len(groups), seed, "groups")] = np.arange(len(groups))
+    order = np.lexsort((np.arange(len(docs)), rank[labels]))  # by the group's rank, then by document
+    ends = np.flatnonzero(np.diff(rank[labels][order], append=len(groups))) + 1
+    return order, ends
+
+
 def plan_members(domains: Sequence[str], tokenizer, config: PretrainConfig) -> dict[str, dict]:
     "For each domain: how many documents of its seeded order are members, their tokens and the checksum of their ids."
     pools = {}
     for d in domains:
         docs = calib_documents(d)
-        order = domain_order(d, len(docs), config.seed)[:int(len(docs) * config.member_fraction)]
+        order, ends = member_order(d, docs, config.seed, config.group_ngram)
+        ends = ends[ends <= int(len(docs) * config.member_fraction)]
+        if not len(ends):
+            raise ValueError(f"the first near-duplicate group of {d!r} holds more than member_fraction="
+                             f"{config.member_fraction} of its documents: lower group_ngram's reach or raise the fraction")
+        order = order[:ends[-1]]
         texts = [docs[i]["text"] for i in order]
-        pools[d] = (docs, order, np.cumsum(_pool_token_counts(tokenizer, texts, config.mixture_tokens)))
-    shares = water_fill({d: int(cum[-1]) for d, (_, _, cum) in pools.items()}, config.mixture_tokens)
+        pools[d] = (docs, order, ends, np.cumsum(_pool_token_counts(tokenizer, texts, config.mixture_tokens)))
+    shares = water_fill({d: int(cum[-1]) for d, (_, _, _, cum) in pools.items()}, config.mixture_tokens)
     plan = {}
-    for d, (docs, order, cum) in pools.items():
-        n = int(np.argmin(np.abs(cum - shares[d]))) + 1
+    for d, (docs, order, ends, cum) in pools.items():
+        ends = ends[ends <= len(cum)]  # the pool was tokenized only as far as the budget needs
+        n = int(ends[np.argmin(np.abs(cum[ends - 1] - shares[d]))])
         plan[d] = dict(n_calib=len(docs), n_pool=len(order), n_members=n, member_tokens=int(cum[n - 1]),
                        share_tokens=round(shares[d]), member_ids_sha256=_ids_sha256([docs[i] for i in order[:n]]))
+        if config.group_ngram:  # a plan of the first models, split document by document, stays as it was
+            plan[d] |= dict(group_ngram=config.group_ngram, n_groups=int(np.searchsorted(ends, n)) + 1)
     return plan
 
 # %% ../nbs/12_pretrain.ipynb #0267d8d8
@@ -275,7 +322,7 @@ def member_documents(plan_or_manifest: dict, seed: int | None = None) -> dict[st
         if len(docs) != p["n_calib"]:
             raise ValueError(f"source {d!r} now has {len(docs)} calib documents where the plan had {p['n_calib']}: "
                              f"the source was rebuilt differently; retrain the model")
-        order = domain_order(d, len(docs), seed)
+        order, _ = member_order(d, docs, seed, p.get("group_ngram", 0))
         members, rest = [docs[i] for i in order[:p["n_members"]]], [docs[i] for i in order[p["n_members"]:]]
         if _ids_sha256(members) != p["member_ids_sha256"]:
             raise ValueError(f"the members of {d!r} do not match the plan's checksum: the source changed; retrain")
@@ -358,7 +405,8 @@ def _save_state(path: Path, model, optimizer, schedule, record: dict) -> None:
 
 # %% ../nbs/12_pretrain.ipynb #4435d9d0
 def train_lm(tokenizer, train_texts: Sequence[str], heldout: dict[str, Sequence[str]], config: PretrainConfig,
-             state_path: str | os.PathLike | None = None, until_step: int | None = None):
+             state_path: str | os.PathLike | None = None, until_step: int | None = None, progress: bool | None = None,
+             desc: str = "training"):
     "Train a LLaMA from scratch on packed `train_texts`; returns the model and its record (curve, steps, tokens, seconds)."
     from transformers import LlamaForCausalLM
 
@@ -382,7 +430,9 @@ def train_lm(tokenizer, train_texts: Sequence[str], heldout: dict[str, Sequence[
         record = state["record"]
     model.train()
     last_save, start = time.perf_counter(), time.perf_counter() - record["seconds"]
-    with torch_threads(config.threads):
+    cpu_start = time.process_time() - record.get("cpu_seconds", 0.0)  # beside the wall time: a paused run's is not
+    bar = tqdm(total=until, initial=record["step"], desc=desc, unit="step", disable=not show_progress(progress))
+    with torch_threads(config.threads), bar:
         for step in range(record["step"], until):
             batch = stream.batch(step)
             with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -401,7 +451,8 @@ def train_lm(tokenizer, train_texts: Sequence[str], heldout: dict[str, Sequence[
                                             heldout_loss=round(float(np.mean(list(held.values()))), 5),
                                             heldout_by_domain={d: round(v, 5) for d, v in held.items()}))
                 record["pending_losses"] = []
-            record["seconds"] = time.perf_counter() - start
+            record["seconds"], record["cpu_seconds"] = time.perf_counter() - start, time.process_time() - cpu_start
+            bar.update()
             if state_path and (time.perf_counter() - last_save >= config.checkpoint_seconds or record["step"] == until):
                 _save_state(state_path, model, optimizer, schedule, record)
                 last_save = time.perf_counter()
@@ -429,9 +480,16 @@ def heldout_perplexities(model, tokenizer, config: PretrainConfig, domains: Sequ
 
 # %% ../nbs/12_pretrain.ipynb #e9b6ce5c
 def train_model(name: str, config: PretrainConfig | None = None, root: str | os.PathLike | None = None,
-                until_step: int | None = None) -> Path | None:
-    "Train mixture `name` into `<root>/<name>` (weights, tokenizer, manifest); None when `until_step` stopped it early."
-    domains = check_mixture(name)
+                until_step: int | None = None, domains: Sequence[str] | None = None,
+                progress: bool | None = None, weights_dtype: str = "float32") -> Path | None:
+    """Train mixture `name` (or a model named `name` on `domains`) into `<root>/<name>` (weights stored in
+    `weights_dtype`, tokenizer, manifest); None when `until_step` stopped it early."""
+    stored = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    if weights_dtype not in stored:
+        raise ValueError(f"weights_dtype must be one of {sorted(stored)}, got {weights_dtype!r}")
+    domains = check_mixture(name) if domains is None else tuple(domains)
+    if unknown := [d for d in domains if d not in OFFLINE_SOURCES]:
+        raise ValueError(f"domains {unknown} are not offline sources {sorted(OFFLINE_SOURCES)}")
     config, root = config or pretrain_config(), Path(root or models_dir())
     tokenizer = ensure_tokenizer(config, root)
     plan = plan_members(domains, tokenizer, config)
@@ -442,24 +500,28 @@ def train_model(name: str, config: PretrainConfig | None = None, root: str | os.
                members=plan, version=PRETRAIN_VERSION)
     fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     state_path = cache_dir("pretrain") / f"{name}-{fingerprint}.pt"
-    model, record = train_lm(tokenizer, train_texts, heldout, config, state_path, until_step)
+    model, record = train_lm(tokenizer, train_texts, heldout, config, state_path, until_step, progress, name)
     if record["step"] < config.steps:
         return None
+    with torch.no_grad():  # scored as stored: `load_model` reads bfloat16 weights back into float32 on the CPU
+        for param in model.parameters():
+            param.copy_(param.to(stored[weights_dtype]).float())
     ppl = heldout_perplexities(model, tokenizer, config)
     n_params = sum(p.numel() for p in model.parameters())
     tokens_seen = config.steps * config.batch_size * config.seqlen
     manifest = dict(
         name=name, domains=list(domains), config=asdict(config), members=plan,
-        member_tokens=sum(p["member_tokens"] for p in plan.values()), n_parameters=n_params,
+        member_tokens=sum(p["member_tokens"] for p in plan.values()), n_parameters=n_params, weights_dtype=weights_dtype,
         tokenizer=dict(vocab_size=len(tokenizer), sha256=tokenizer_sha256(tokenizer)),
         train=dict(steps=record["step"], tokens_seen=tokens_seen,
                    epochs=round(record["step"] / record["steps_per_epoch"], 2), wall_seconds=round(record["seconds"], 1),
+                   cpu_seconds=round(record.get("cpu_seconds", 0.0), 1),
                    tokens_per_second=round(tokens_seen / record["seconds"]), curve=record["curve"]),
         final=dict(train_loss=record["curve"][-1]["train_loss"], heldout_loss=record["curve"][-1]["heldout_loss"]),
         heldout_perplexity={d: round(v, 4) for d, v in ppl.items()}, code_version=_code_version())
     target = root / name
     with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp)
+        model.to(stored[weights_dtype]).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / MANIFEST, manifest)
     state_path.unlink(missing_ok=True)
@@ -483,7 +545,8 @@ def ensure_model(name: str, retrain: bool = False, config: PretrainConfig | None
     if (target / MANIFEST).exists() and not retrain:
         manifest = read_manifest(target)
         asked = result_fields(config) | dict(domains=list(MIXTURES[name]))
-        trained = manifest["config"] | dict(domains=manifest["domains"])
+        # a field added since the model was trained takes its default, which keeps the older models' behaviour
+        trained = asdict(PretrainConfig(**manifest["config"])) | dict(domains=manifest["domains"])
         changed = {k: (v, trained.get(k)) for k, v in asked.items() if trained.get(k) != v}
         if changed:
             raise ValueError(f"the model in {target} was trained otherwise ({changed}, as (asked, trained)); "

@@ -40,12 +40,13 @@ from .models import bos_id
 
 # %% auto #0
 __all__ = ['EVAL_FRACTION', 'SPLITS', 'MIN_DOC_CHARS', 'INFO_MANUALS', 'FORTUNE_FILES', 'MIN_LETTER_SHARE', 'LICENCE_TEXTS',
-           'WIKI_PAGES', 'WESNOTH_CAMPAIGNS', 'OFFLINE_SOURCES', 'HUB_SOURCES', 'FILE_SUFFIXES', 'PANEL_SOURCES',
-           'HELD_OUT_NGRAM', 'HOLD_OUT_AGAINST', 'HUB_DEFAULT_LIMIT', 'SYN_PREFIX', 'DOCUMENT_SEPARATOR', 'PLACEMENTS',
-           'normalize_text', 'reflow', 'split_of', 'prepare_documents', 'read_dictd', 'read_news', 'read_bible',
-           'read_pydoc', 'read_code', 'info_files', 'read_info', 'read_info_manuals', 'fortune_files', 'read_fortunes',
-           'unpacked_deb', 'licence_files', 'read_licences', 'history_files', 'read_history', 'wikitext_plain',
-           'wiki_files', 'read_encyclopedia', 'usenet_files', 'read_usenet', 'dialogue_files', 'read_dialogue',
+           'WIKI_PAGES', 'WESNOTH_CAMPAIGNS', 'MAN_PAGE_PACKAGES', 'OFFLINE_SOURCES', 'HUB_SOURCES', 'FILE_SUFFIXES',
+           'PANEL_SOURCES', 'HELD_OUT_NGRAM', 'HOLD_OUT_AGAINST', 'HUB_DEFAULT_LIMIT', 'SYN_PREFIX',
+           'DOCUMENT_SEPARATOR', 'PLACEMENTS', 'normalize_text', 'reflow', 'split_of', 'prepare_documents',
+           'read_dictd', 'read_news', 'read_bible', 'read_pydoc', 'read_code', 'info_files', 'read_info',
+           'read_info_manuals', 'fortune_files', 'read_fortunes', 'unpacked_deb', 'licence_files', 'read_licences',
+           'history_files', 'read_history', 'wikitext_plain', 'wiki_files', 'read_encyclopedia', 'usenet_files',
+           'read_usenet', 'dialogue_files', 'read_dialogue', 'man_page_files', 'render_man_page', 'read_man_pages',
            'OfflineSource', 'HubSource', 'PanelSource', 'list_sources', 'word_ngrams', 'shares_ngram',
            'provenance_path', 'source_path', 'build_source', 'source_manifest', 'HubUnavailableError', 'load_hub_texts',
            'read_text_file', 'synthetic_path', 'synthetic_name', 'committed_synthetic_path', 'synthetic_file',
@@ -438,6 +439,43 @@ def read_dialogue() -> list[str]:
 
 
 
+# %% ../nbs/02_sources.ipynb #0e737d83
+# the Linux man-pages project (every section: system calls, C library, file formats, overviews) and the command
+# manuals of a few base packages; not bash's, whose info manual is in the panel
+MAN_PAGE_PACKAGES = ("manpages", "manpages-dev", "git-man", "iproute2", "util-linux", "coreutils", "procps")
+_OVERSTRIKE = re.compile(r".\x08")  # nroff's bold and underline: a character, backspace, the character
+
+
+def man_page_files() -> list[tuple[str, Path]]:
+    "(Debian package, page) of every manual page of `MAN_PAGE_PACKAGES`, sorted; aliases (symbolic links) left out."
+    pages = []
+    for pkg in MAN_PAGE_PACKAGES:
+        listed = subprocess.run(["dpkg-query", "-L", pkg], capture_output=True, text=True)
+        if listed.returncode:
+            raise FileNotFoundError(f"the Debian package {pkg!r} is not installed: `apt-get install {pkg}`")
+        pages += [(pkg, p) for p in map(Path, listed.stdout.splitlines())
+                  if p.parent.parent == Path("/usr/share/man") and p.parent.name.startswith("man")
+                  and p.name.endswith(".gz") and p.is_file() and not p.is_symlink()]
+    return sorted(pages, key=lambda page: page[1])
+
+
+def render_man_page(path: str | os.PathLike) -> str:
+    "A manual page as plain text: rendered by `man`, overstrikes removed, running header and footer dropped, reflowed."
+    env = os.environ | dict(MANWIDTH="80", MAN_KEEP_FORMATTING="0", LC_ALL="C.UTF-8")
+    shown = subprocess.run(["man", "-l", "--no-hyphenation", "--no-justification", "-Tutf8", str(path)],
+                           capture_output=True, text=True, env=env, check=True).stdout
+    lines = _OVERSTRIKE.sub("", shown).strip("\n").splitlines()
+    return reflow("\n".join(lines[1:-1]))  # first: "read(2)  System Calls Manual  read(2)"; last: the release line
+
+
+def read_man_pages() -> list[str]:
+    "Every page of `MAN_PAGE_PACKAGES` as plain text, in file order (two pages rendered at a time)."
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(render_man_page, [path for _, path in man_page_files()]))
+
+
 # %% ../nbs/02_sources.ipynb #cdcebe35
 def _deb_version(package: str) -> str:
     "The installed version of a Debian package, or of its unpacked download (`unpacked_deb`), or 'unknown'."
@@ -491,6 +529,10 @@ OFFLINE_SOURCES: dict[str, OfflineSource] = {s.name: s for s in [
                   "python", "PSF-2.0", read_pydoc),
     OfflineSource("code", "source code", "Python standard library modules (tests excluded), one file per document",
                   "python", "python", "PSF-2.0", read_code),
+    OfflineSource("manpages", "systems programming reference", "Linux manual pages: the man-pages project (system "
+                  "calls, C library, file formats, overviews) and the command manuals of git, iproute2, util-linux, "
+                  "coreutils and procps, one page per document", "manpages-dev", "debian",
+                  "Linux-man-pages-copyleft, GPL-2 and others (see each package's copyright file)", read_man_pages),
 ]}
 
 HUB_SOURCES: dict[str, HubSource] = {s.name: s for s in [
@@ -604,6 +646,15 @@ def _hold_out(docs: list[dict]) -> list[dict]:
     return [d | dict(split="overlap" if o else "eval") for d, o in zip(docs, overlap)]
 
 
+def _held_apart(docs: list[dict]) -> list[dict]:
+    """An offline source added after `HOLD_OUT_AGAINST` was fixed: its documents sharing a 13-gram with any text of
+    the older sources (both splits) or of the panel are `overlap`, so none of its text is in an older source's
+    evaluation windows or the panel's, and none of theirs in its own, without changing their held-out text."""
+    older = (d["text"] for name in [*HOLD_OUT_AGAINST, *PANEL_SOURCES] for d in read_jsonl(build_source(name)))
+    overlap = shares_ngram([d["text"] for d in docs], older)
+    return [d | dict(split="overlap") if o else d for d, o in zip(docs, overlap)]
+
+
 def provenance_path(path: Path) -> str:
     "`path` as a manifest records it: under the cache or the Python packages, relative to them, so a clone elsewhere agrees."
     roots = {"$CALIBSYNTH_CACHE": cache_dir(create=False), "$SITE_PACKAGES": Path(sysconfig.get_paths()["purelib"])}
@@ -636,7 +687,11 @@ def build_source(name: str, force: bool = False) -> Path:
     docs = prepare_documents(src.read(), name)
     if not docs:
         raise ValueError(f"source {name!r} produced no documents from {getattr(src, 'package', None) or src.files()}")
-    write_jsonl(path, _hold_out(docs) if name in PANEL_SOURCES else docs)
+    if name in PANEL_SOURCES:
+        docs = _hold_out(docs)
+    elif name not in HOLD_OUT_AGAINST:
+        docs = _held_apart(docs)
+    write_jsonl(path, docs)
     atomic_write_json(path.with_suffix(".manifest.json"), source_manifest(name))
     return path
 
@@ -651,6 +706,10 @@ def source_manifest(name: str, tokenizer=None) -> dict:
     else:
         man |= dict(origin=dict(package=src.package, kind=src.package_kind, version=src.package_version()),
                     eval_fraction=EVAL_FRACTION)
+        if name not in HOLD_OUT_AGAINST:
+            dropped = [d["id"] for d in docs if d["split"] == "overlap"]
+            man |= dict(held_apart=dict(ngram=HELD_OUT_NGRAM, from_sources=[*HOLD_OUT_AGAINST, *PANEL_SOURCES],
+                                        n_dropped=len(dropped), dropped=dropped))
     man |= dict(licence=src.licence, sha256=sha256_file(path), n_documents=sum(d["split"] in SPLITS for d in docs))
     for split in SPLITS:
         part = [d["text"] for d in docs if d["split"] == split]

@@ -295,6 +295,21 @@ def test_no_13gram_is_shared_by_the_panel_and_any_calibration_split():
     assert not S.shares_ngram(panel, calib).any()
 
 
+def test_a_source_added_later_is_held_apart_from_the_older_sources_and_the_panel():
+    late = [n for n in S.OFFLINE_SOURCES if n not in S.HOLD_OUT_AGAINST]
+    assert late == ["manpages"]
+    docs = read_jsonl(S.build_source("manpages"))
+    manifest = json.loads(S.source_path("manpages").with_suffix(".manifest.json").read_text())
+    dropped = [d for d in docs if d["split"] == "overlap"]
+    assert manifest["held_apart"]["n_dropped"] == len(dropped) > 0  # the check can fail: some pages do quote others
+    kept = [d["text"] for d in docs if d["split"] in S.SPLITS]
+    rng = np.random.default_rng(0)
+    sample = [kept[i] for i in rng.choice(len(kept), 300, replace=False)] + [d["text"] for d in dropped[:20]]
+    older = (d["text"] for n in [*S.HOLD_OUT_AGAINST, *S.PANEL_SOURCES] for d in read_jsonl(S.build_source(n)))
+    shared = S.shares_ngram(sample, older)
+    assert not shared[:300].any() and shared[300:].all()
+
+
 def test_the_13gram_check_catches_a_planted_copy():
     verse = S.load_texts("bible", "calib")[3]
     planted = "A fortune that quotes scripture: " + " ".join(verse.split()[40:53]) + " -- Anonymous"

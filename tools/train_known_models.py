@@ -1,0 +1,72 @@
+"""Train the known-data models of issue 26 (declared in results/declarations/issue26_known_models.md): four LLaMAs,
+each on its own mixture of the offline domains, no domain in two mixtures, two at a time on one torch thread each.
+
+    python tools/train_known_models.py                  # all four; resumes where a cut-off run stopped
+    python tools/train_known_models.py --names python   # one of them
+    python tools/train_known_models.py --until 500      # stop every model at step 500 (its state is kept)
+
+Training state is written to the cache every few minutes (calibsynth.pretrain.train_model), so a killed run loses
+little; a finished model is written whole into models/<name> (weights in bfloat16 safetensors, tokenizer, manifest)
+and is left alone by the next run. The shared tokenizer (models/tokenizer) is learned first, once.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Disjoint mixtures of distinct genres: Python (code and its reference), the Linux manual pages, an English
+# dictionary, and a miscellany (scripture, a computing glossary, news) holding the three small corpora.
+KNOWN_MIXTURES = {
+    "python": ("code", "pydoc"),
+    "manpages": ("manpages",),
+    "lexicon": ("dictionary",),
+    "miscellany": ("bible", "foldoc", "news"),
+}
+
+
+def known_config():
+    "The sizes of the known-data models (see the declaration for why each)."
+    from calibsynth.pretrain import PretrainConfig
+
+    return PretrainConfig(member_fraction=0.9, mixture_tokens=1_800_000, group_ngram=13, hidden=256, layers=4, heads=8,
+                          intermediate=688, steps=5000, warmup_steps=200, lr=2e-3, eval_every=250, heldout_windows=8,
+                          eval_windows=32)
+
+
+def train_one(name: str, until: int | None, root: str) -> str:
+    from calibsynth.pretrain import train_model
+
+    done = train_model(name, known_config(), root, until_step=until, domains=KNOWN_MIXTURES[name], progress=True,
+                       weights_dtype="bfloat16")
+    return f"{name}: {'written to ' + str(done) if done else 'stopped early, state kept'}"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--names", nargs="+", default=list(KNOWN_MIXTURES), choices=list(KNOWN_MIXTURES))
+    ap.add_argument("--until", type=int, default=None, help="stop each model at this step (resumable)")
+    ap.add_argument("--jobs", type=int, default=2, help="models trained side by side, one torch thread each")
+    ap.add_argument("--root", default=str(ROOT / "models"))
+    args = ap.parse_args(argv)
+    from calibsynth.pretrain import MANIFEST, ensure_tokenizer
+
+    config = known_config()
+    todo = [n for n in args.names if not (Path(args.root) / n / MANIFEST).exists()]
+    # the tokenizer's recipe names every offline source: a tokenizer made before one was added is learned again
+    try:
+        ensure_tokenizer(config, args.root)
+    except ValueError:
+        ensure_tokenizer(config, args.root, retrain=True)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for line in pool.map(train_one, todo, [args.until] * len(todo), [args.root] * len(todo)):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
