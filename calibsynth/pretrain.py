@@ -33,12 +33,12 @@ from .evaluate import perplexity
 from .sources import OFFLINE_SOURCES, build_source, load_texts, word_ngrams
 
 # %% auto #0
-__all__ = ['SPECIAL_TOKENS', 'RUNTIME_FIELDS', 'PRETRAIN_CONFIGS', 'MIXTURES', 'PRETRAIN_VERSION', 'MANIFEST', 'RETRAIN_RTOL',
-           'PretrainConfig', 'profile_name', 'pretrain_config', 'result_fields', 'models_dir', 'check_mixture',
-           'train_tokenizer', 'tokenizer_sha256', 'domain_order', 'tokenizer_corpus', 'ensure_tokenizer', 'water_fill',
-           'calib_documents', 'near_duplicate_groups', 'member_order', 'plan_members', 'member_documents',
-           'PackedStream', 'llama_config', 'heldout_losses', 'torch_threads', 'train_lm', 'heldout_perplexities',
-           'train_model', 'read_manifest', 'ensure_model', 'matches_manifest']
+__all__ = ['SPECIAL_TOKENS', 'RUNTIME_FIELDS', 'PRETRAIN_CONFIGS', 'MIXTURES', 'NEAR_DUPLICATE_SHARE', 'PRETRAIN_VERSION',
+           'MANIFEST', 'RETRAIN_RTOL', 'PretrainConfig', 'profile_name', 'pretrain_config', 'result_fields',
+           'models_dir', 'check_mixture', 'train_tokenizer', 'tokenizer_sha256', 'domain_order', 'tokenizer_corpus',
+           'ensure_tokenizer', 'water_fill', 'calib_documents', 'near_duplicate_groups', 'member_order', 'plan_members',
+           'member_documents', 'PackedStream', 'llama_config', 'heldout_losses', 'torch_threads', 'train_lm',
+           'heldout_perplexities', 'train_model', 'read_manifest', 'ensure_model', 'matches_manifest']
 
 # %% ../nbs/12_pretrain.ipynb #f08ea123
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")  # ids 0, 1, 2
@@ -50,7 +50,7 @@ class PretrainConfig:
     vocab_size: int = 8192
     tokenizer_chars: int = 2_000_000  # characters of each source's calib split the tokenizer learns from
     member_fraction: float = 0.5  # members come from at most this share of a domain's calib documents
-    # documents sharing a word n-gram this long are grouped and each group falls whole on one side of the
+    # near-duplicates (by word n-grams this long) are grouped and each group falls whole on one side of the
     # member / non-member split (0: documents are split one by one, as for the first two models)
     group_ngram: int = 0
     mixture_tokens: int = 800_000  # member tokens of every mixture, water-filled over its domains
@@ -251,8 +251,24 @@ def _pool_token_counts(tokenizer, texts: Sequence[str], need: int) -> list[int]:
     return counts
 
 
-def near_duplicate_groups(texts: Sequence[str], n: int) -> np.ndarray:
-    "A group label per text: texts sharing a word `n`-gram, directly or through others, get the same one."
+NEAR_DUPLICATE_SHARE = 0.2  # two texts are near-duplicates when they share this share of the shorter one's n-grams
+_BOILERPLATE_DF = 50  # an n-gram in more texts than this is a stock phrase: it does not count towards a pair's share
+
+
+def near_duplicate_groups(texts: Sequence[str], n: int, min_share: float = NEAR_DUPLICATE_SHARE) -> np.ndarray:
+    """A group label per text: near-duplicates (a pair sharing at least `min_share` of the shorter text's word
+    `n`-grams), directly or through a chain of them, get the same one."""
+    grams = [{hashlib.blake2b(" ".join(g).encode(), digest_size=8).digest() for g in word_ngrams(t, n)} for t in texts]
+    holders = {}  # n-gram (a stable 64-bit digest, not the tuple: the dictionary holds millions) -> its texts
+    for i, gs in enumerate(grams):
+        for g in gs:
+            holders.setdefault(g, []).append(i)
+    shared = {}  # (i, j) -> n-grams the pair shares, stock phrases left out
+    for docs in holders.values():
+        if 1 < len(docs) <= _BOILERPLATE_DF:
+            for a in range(len(docs)):
+                for b in range(a + 1, len(docs)):
+                    shared[docs[a], docs[b]] = shared.get((docs[a], docs[b]), 0) + 1
     parent = list(range(len(texts)))
 
     def root(i):
@@ -261,12 +277,9 @@ def near_duplicate_groups(texts: Sequence[str], n: int) -> np.ndarray:
             i = parent[i]
         return i
 
-    first = {}  # n-gram (a stable 64-bit digest, not the tuple: the dictionary holds millions) -> its first text
-    for i, text in enumerate(texts):
-        for gram in {hashlib.blake2b(" ".join(g).encode(), digest_size=8).digest() for g in word_ngrams(text, n)}:
-            j = first.setdefault(gram, i)
-            if j != i and (a := root(i)) != (b := root(j)):
-                parent[max(a, b)] = min(a, b)
+    for (i, j), count in shared.items():
+        if count >= min_share * min(len(grams[i]), len(grams[j])) and (a := root(i)) != (b := root(j)):
+            parent[max(a, b)] = min(a, b)
     return np.array([root(i) for i in range(len(texts))])
 
 

@@ -439,7 +439,7 @@ def read_dialogue() -> list[str]:
 
 
 
-# %% ../nbs/02_sources.ipynb #0e737d83
+# %% ../nbs/02_sources.ipynb #b04dcdc5
 # the Linux man-pages project (every section: system calls, C library, file formats, overviews) and the command
 # manuals of a few base packages; not bash's, whose info manual is in the panel
 MAN_PAGE_PACKAGES = ("manpages", "manpages-dev", "git-man", "iproute2", "util-linux", "coreutils", "procps")
