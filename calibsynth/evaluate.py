@@ -24,8 +24,8 @@ import torch
 
 from .core import atomic_write_json, cache_dir, check_int, hub_offline, json_digest, sha256_file
 from .models import bos_id
-from .scoring import (FORWARD_DTYPES, check_forward_dtype, perplexity_from_logprobs, score_sequences,
-                                score_windows, weights_dtype)
+from .scoring import (FORWARD_DTYPES, check_forward_dtype, perplexity_from_logprobs, score_documents,
+                                score_sequences, score_windows, weights_dtype)
 from .sources import (DOCUMENT_SEPARATOR, HELD_OUT_NGRAM, HOLD_OUT_AGAINST, OFFLINE_SOURCES, PANEL_SOURCES,
                                 _package_dir, build_source, check_source, cut_windows, load_texts, shares_ngram,
                                 token_stream, window_body, window_starts)
@@ -34,9 +34,10 @@ from .stats import binomial_se
 # %% auto #0
 __all__ = ['PANEL_SEQLEN', 'PANEL_WINDOWS', 'HUB_TASKS', 'NEUTRAL_TASKS', 'SUITE_STREAMS', 'NEUTRAL_PANEL', 'WIDE_PANEL',
            'WIDE_PANEL_WINDOWS', 'SUITE_PANEL', 'N_CHOICES', 'NEUTRAL_ITEMS', 'perplexity', 'mean_sample_perplexity',
-           'window_log_ppl', 'held_out_texts', 'window_capacity', 'evaluate_panel', 'source_means', 'panel_mean',
-           'leave_out_mean', 'evaluate_tasks', 'suite_items', 'choice_logliks', 'evaluate_suite', 'suite_accuracy',
-           'Instrument', 'scored_model', 'measure', 'compare_measurements', 'text_digest', 'data_digests']
+           'bits_per_byte', 'window_log_ppl', 'held_out_texts', 'window_capacity', 'evaluate_panel', 'source_means',
+           'panel_mean', 'leave_out_mean', 'evaluate_tasks', 'suite_items', 'choice_logliks', 'evaluate_suite',
+           'suite_accuracy', 'Instrument', 'scored_model', 'measure', 'compare_measurements', 'text_digest',
+           'data_digests']
 
 # %% ../nbs/08_evaluate.ipynb #6c801bb1
 def _leading_tokens(tokenizer, texts: list[str], need: int | None) -> list[int]:
@@ -93,6 +94,18 @@ def mean_sample_perplexity(model, tokenizer, texts: Sequence[str], batch_size: i
     if not ppl:
         raise ValueError("no text has 2 or more tokens to score")
     return sum(ppl) / len(ppl)
+
+# %% ../nbs/08_evaluate.ipynb #4764a352
+def bits_per_byte(model, tokenizer, texts: Sequence[str], context: int | None = None, batch_size: int = 8,
+                  forward_dtype: str | None = "float32") -> float:
+    "Total negative log-likelihood of `texts` in bits, every token scored once, over their UTF-8 bytes."
+    if isinstance(texts, str) or not len(texts):
+        raise ValueError("bits_per_byte needs a non-empty list of texts")
+    scores = score_documents(model, tokenizer, texts, context or model.config.max_position_embeddings, batch_size,
+                             forward_dtype)
+    nats = -sum(float(s["logp"].astype(np.float64).sum()) for s in scores)
+    return nats / math.log(2) / sum(len(t.encode("utf-8")) for t in texts)
+
 
 # %% ../nbs/08_evaluate.ipynb #c61e9a49
 def window_log_ppl(model, tokenizer, windows: torch.Tensor, forward_dtype: str | None = "float32",

@@ -20,7 +20,8 @@ from .models import padded_batches
 
 # %% auto #0
 __all__ = ['FORWARD_DTYPES', 'LOGZ_ROWS', 'MAX_SCORED_TOKENS', 'weights_dtype', 'check_forward_dtype', 'forward_context',
-           'next_token_stats', 'score_windows', 'text_token_ids', 'score_sequences', 'perplexity_from_logprobs']
+           'next_token_stats', 'score_windows', 'text_token_ids', 'score_sequences', 'perplexity_from_logprobs',
+           'score_documents']
 
 # %% ../nbs/03_scoring.ipynb #7411981c
 FORWARD_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -183,3 +184,29 @@ def perplexity_from_logprobs(logp) -> float:
     "exp(-mean(logp)) over the scored tokens (any array-like of log-probabilities), NaN if there are none."
     logp = torch.as_tensor(logp, dtype=torch.float64).reshape(-1)
     return math.exp(-logp.mean().item()) if logp.numel() else math.nan
+
+# %% ../nbs/03_scoring.ipynb #6e602ba2
+def score_documents(model, tokenizer, texts: Sequence[str], context: int, batch_size: int = 8,
+                    forward_dtype: str | None = "float32", stats: bool = False) -> list[dict[str, np.ndarray]]:
+    "Per text: the scores (`logp`, with `stats` also `mu` and `sigma`) of every one of its tokens, read in pieces of `context`."
+    from calibsynth.models import bos_id
+
+    check_int("context", context)
+    bos = bos_id(tokenizer)
+    body = context - (bos is not None)
+    if body < 2:
+        raise ValueError(f"context={context} leaves fewer than 2 tokens of text per piece")
+    pieces, owner = [], []
+    for i, ids in enumerate(tokenizer(list(texts), add_special_tokens=False).input_ids):
+        for s in range(0, len(ids), body):
+            piece = ([bos] if bos is not None else []) + ids[s:s + body]
+            if len(piece) >= 2:
+                pieces.append(piece)
+                owner.append(i)
+    names = ("logp", "mu", "sigma") if stats else ("logp",)
+    parts = [{name: [] for name in names} for _ in texts]
+    for i, scores in zip(owner, score_sequences(model, pieces, batch_size, forward_dtype, stats=stats)):
+        for name in names:
+            parts[i][name].append(scores[name])
+    return [{name: np.concatenate(p[name]) if p[name] else np.zeros(0, np.float32) for name in names} for p in parts]
+

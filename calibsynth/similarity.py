@@ -17,13 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from .core import check_int
-from .scoring import score_sequences, score_windows, text_token_ids
+from .scoring import score_documents, score_sequences, score_windows, text_token_ids
 from .sources import word_ngrams
 from .stats import paired_bootstrap
 
 # %% auto #0
-__all__ = ['token_scores', 'min_k_mean', 'min_k_prob', 'min_k_plus_plus', 'membership_scores', 'window_scores', 'train_tiny_lm',
-           'ngram_overlap', 'embed', 'embedding_similarity', 'summarize', 'summarize_with_ci', 'score_correlations']
+__all__ = ['token_scores', 'min_k_mean', 'min_k_prob', 'min_k_plus_plus', 'membership_scores', 'window_scores', 'document_scores',
+           'train_tiny_lm', 'ngram_overlap', 'embed', 'embedding_similarity', 'summarize', 'summarize_with_ci',
+           'score_correlations']
 
 # %% ../nbs/05_similarity.ipynb #8d504343
 def _check_k(k):
@@ -88,6 +89,20 @@ def window_scores(model, tokenizer, windows: torch.Tensor, k: float = 0.5, forwa
     return pd.DataFrame(dict(window=np.arange(len(windows)), n_tokens=windows.shape[1] - 1,
                              min_k=[min_k_mean(v, k) for v in logp], min_k_pp=[min_k_mean(v, k) for v in z],
                              entropy=(-s["mu"]).mean(1).numpy(), nll=-logp.mean(1)))
+
+# %% ../nbs/05_similarity.ipynb #4b0dcade
+def document_scores(model, tokenizer, texts: Sequence[str], k: float = 0.5, context: int | None = None,
+                    forward_dtype: str | None = "float32", batch_size: int = 8) -> pd.DataFrame:
+    "Per document: `min_k` and `min_k_pp` over all its scored tokens, read in pieces of `context` tokens (default: the model's)."
+    _check(texts, k)
+    scores = score_documents(model, tokenizer, texts, context or model.config.max_position_embeddings, batch_size,
+                             forward_dtype, stats=True)
+    if empty := [i for i, s in enumerate(scores) if not len(s["logp"])]:
+        raise ValueError(f"document {empty[0]} ({texts[empty[0]][:40]!r}) has no token to score")
+    z = [(s["logp"] - s["mu"]) / s["sigma"] for s in scores]
+    return pd.DataFrame(dict(n_tokens=[len(s["logp"]) for s in scores], min_k=[min_k_mean(s["logp"], k) for s in scores],
+                             min_k_pp=[min_k_mean(x, k) for x in z]))
+
 
 # %% ../nbs/05_similarity.ipynb #4e6a7cf7
 def train_tiny_lm(texts: Sequence[str], steps: int = 150, seed: int = 0, max_chars: int = 128, lr: float = 3e-3,

@@ -497,6 +497,7 @@ class OfflineSource:
     package_kind: str  # 'debian', 'pypi' or 'python'
     licence: str
     read: Callable[[], list[str]]
+    more_packages: tuple = ()  # further Debian packages the text comes from or is rendered by, versions in the manifest
 
     def package_version(self) -> str:
         if self.package_kind == "debian":
@@ -532,7 +533,8 @@ OFFLINE_SOURCES: dict[str, OfflineSource] = {s.name: s for s in [
     OfflineSource("manpages", "systems programming reference", "Linux manual pages: the man-pages project (system "
                   "calls, C library, file formats, overviews) and the command manuals of git, iproute2, util-linux, "
                   "coreutils and procps, one page per document", "manpages-dev", "debian",
-                  "Linux-man-pages-copyleft, GPL-2 and others (see each package's copyright file)", read_man_pages),
+                  "Linux-man-pages-copyleft, GPL-2 and others (see each package's copyright file)", read_man_pages,
+                  more_packages=(*(p for p in MAN_PAGE_PACKAGES if p != "manpages-dev"), "man-db", "groff-base")),
 ]}
 
 HUB_SOURCES: dict[str, HubSource] = {s.name: s for s in [
@@ -706,6 +708,8 @@ def source_manifest(name: str, tokenizer=None) -> dict:
     else:
         man |= dict(origin=dict(package=src.package, kind=src.package_kind, version=src.package_version()),
                     eval_fraction=EVAL_FRACTION)
+        if src.more_packages:
+            man["origin"]["more_packages"] = {p: _deb_version(p) for p in src.more_packages}
         if name not in HOLD_OUT_AGAINST:
             dropped = [d["id"] for d in docs if d["split"] == "overlap"]
             man |= dict(held_apart=dict(ngram=HELD_OUT_NGRAM, from_sources=[*HOLD_OUT_AGAINST, *PANEL_SOURCES],

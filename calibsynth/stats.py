@@ -24,7 +24,7 @@ __all__ = ['CI_METHODS', 'ALTERNATIVES', 'LABELS', 'EXPECTATIONS', 'TESTS', 'RES
            'stratified_bootstrap', 'paired_permutation', 'min_p_value', 'decide', 'Verdict', 'verdict', 'compare',
            'correlation_verdict', 'spread_verdict', 'all_hold', 'genre_means', 'crossed_mean_squares',
            'crossed_mean_se', 'GenreVerdict', 'genre_verdict', 'crossed_components', 'projected_se', 'holm',
-           'label_family', 'weakest_first', 'windows_to_resolve', 'binomial_se', 'roc_auc']
+           'label_family', 'weakest_first', 'windows_to_resolve', 'binomial_se', 'roc_auc', 'auc_verdict']
 
 # %% ../nbs/09_stats.ipynb #62eb31d7
 def _names(columns, what: str) -> list[str]:
@@ -648,3 +648,29 @@ def roc_auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
     if np.isnan(a).any() or np.isnan(b).any():
         raise ValueError("roc_auc: a score is NaN")
     return float(stats.mannwhitneyu(a, b).statistic / (len(a) * len(b)))
+
+# %% ../nbs/09_stats.ipynb #8f666103
+def _auc_rows(positives: np.ndarray, negatives: np.ndarray, axis: int = -1) -> np.ndarray:
+    "`roc_auc` of every row (resample) at once, from ranks: (rank sum of the positives - its minimum) / pairs."
+    positives, negatives = np.moveaxis(np.asarray(positives), axis, -1), np.moveaxis(np.asarray(negatives), axis, -1)
+    n_pos, n_neg = positives.shape[-1], negatives.shape[-1]
+    ranks = stats.rankdata(np.concatenate([positives, negatives], axis=-1), axis=-1)
+    return (ranks[..., :n_pos].sum(-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def auc_verdict(positives: Sequence[float], negatives: Sequence[float], expect: str = "greater", alpha: float = 0.05, *,
+                metric: str = "", confidence_level: float = 0.95, n_resamples: int = 9999, rng_seed: int = 0) -> Verdict:
+    """ROC AUC of `positives` over `negatives` (one score per independent unit, e.g. per document) against 0.5: a
+    percentile bootstrap resampling each class's units, and the two-sided Mann-Whitney p."""
+    _check_claim(expect, alpha)
+    pos, neg = np.asarray(positives, dtype=float), np.asarray(negatives, dtype=float)
+    estimate = roc_auc(pos, neg)  # checks shapes and NaN
+    if min(len(pos), len(neg)) < 2:
+        raise ValueError(f"auc_verdict needs at least 2 units per class, got {len(pos)} and {len(neg)}")
+    ci = stats.bootstrap((pos, neg), _auc_rows, n_resamples=n_resamples, confidence_level=confidence_level,
+                         method="percentile", vectorized=True, rng=np.random.default_rng(rng_seed)).confidence_interval
+    p = float(stats.mannwhitneyu(pos, neg, alternative="two-sided").pvalue)
+    return Verdict(decide(ci.low, ci.high, p, expect, alpha, null=0.5), estimate, float(ci.low), float(ci.high), p, 0,
+                   len(pos) + len(neg), metric, "Mann-Whitney U; percentile bootstrap over units within each class",
+                   expect, alpha, 0.5, "ROC AUC")
+
