@@ -95,7 +95,7 @@ def mean_sample_perplexity(model, tokenizer, texts: Sequence[str], batch_size: i
         raise ValueError("no text has 2 or more tokens to score")
     return sum(ppl) / len(ppl)
 
-# %% ../nbs/08_evaluate.ipynb #4764a352
+# %% ../nbs/08_evaluate.ipynb #65a51be1
 def bits_per_byte(model, tokenizer, texts: Sequence[str], context: int | None = None, batch_size: int = 8,
                   forward_dtype: str | None = "float32") -> float:
     "Total negative log-likelihood of `texts` in bits, every token scored once, over their UTF-8 bytes."

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 import calibsynth
 from . import __version__
 from .core import atomic_dir, atomic_path, atomic_write_json, cache_dir, read_jsonl, show_progress
-from .evaluate import perplexity
+from .evaluate import bits_per_byte, perplexity
 from .sources import OFFLINE_SOURCES, build_source, load_texts, word_ngrams
 
 # %% auto #0
@@ -38,7 +38,8 @@ __all__ = ['SPECIAL_TOKENS', 'RUNTIME_FIELDS', 'PRETRAIN_CONFIGS', 'MIXTURES', '
            'models_dir', 'check_mixture', 'train_tokenizer', 'tokenizer_sha256', 'domain_order', 'tokenizer_corpus',
            'ensure_tokenizer', 'water_fill', 'calib_documents', 'near_duplicate_groups', 'member_order', 'plan_members',
            'member_documents', 'PackedStream', 'llama_config', 'heldout_losses', 'torch_threads', 'train_lm',
-           'heldout_perplexities', 'train_model', 'read_manifest', 'ensure_model', 'matches_manifest']
+           'heldout_perplexities', 'competence_documents', 'heldout_bits_per_byte', 'train_model', 'read_manifest',
+           'ensure_model', 'matches_manifest']
 
 # %% ../nbs/12_pretrain.ipynb #f08ea123
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")  # ids 0, 1, 2
@@ -490,6 +491,19 @@ def heldout_perplexities(model, tokenizer, config: PretrainConfig, domains: Sequ
     "Perplexity on the first `windows` (default `eval_windows`) windows of each domain's `eval` split, float32."
     return {d: perplexity(model, tokenizer, load_texts(d, "eval"), seqlen=config.seqlen,
                           max_windows=windows or config.eval_windows) for d in domains}
+
+
+def competence_documents(domain: str, n_docs: int = 32, seed: int = 0) -> list[str]:
+    "A seeded random sample of `n_docs` of `domain`'s `eval` documents: the same for every model scored on it."
+    docs = load_texts(domain, "eval")
+    return [docs[i] for i in sorted(domain_order(domain, len(docs), seed, "competence")[:n_docs])]
+
+
+def heldout_bits_per_byte(model, tokenizer, domains: Sequence[str], n_docs: int = 32, seed: int = 0,
+                          forward_dtype: str | None = "float32") -> dict[str, float]:
+    "Bits per byte on `competence_documents` of each domain: comparable between models whose tokenizers differ."
+    return {d: bits_per_byte(model, tokenizer, competence_documents(d, n_docs, seed), forward_dtype=forward_dtype)
+            for d in domains}
 
 # %% ../nbs/12_pretrain.ipynb #e9b6ce5c
 def train_model(name: str, config: PretrainConfig | None = None, root: str | os.PathLike | None = None,

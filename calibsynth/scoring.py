@@ -185,7 +185,7 @@ def perplexity_from_logprobs(logp) -> float:
     logp = torch.as_tensor(logp, dtype=torch.float64).reshape(-1)
     return math.exp(-logp.mean().item()) if logp.numel() else math.nan
 
-# %% ../nbs/03_scoring.ipynb #6e602ba2
+# %% ../nbs/03_scoring.ipynb #543841e2
 def score_documents(model, tokenizer, texts: Sequence[str], context: int, batch_size: int = 8,
                     forward_dtype: str | None = "float32", stats: bool = False) -> list[dict[str, np.ndarray]]:
     "Per text: the scores (`logp`, with `stats` also `mu` and `sigma`) of every one of its tokens, read in pieces of `context`."

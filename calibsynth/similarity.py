@@ -90,7 +90,7 @@ def window_scores(model, tokenizer, windows: torch.Tensor, k: float = 0.5, forwa
                              min_k=[min_k_mean(v, k) for v in logp], min_k_pp=[min_k_mean(v, k) for v in z],
                              entropy=(-s["mu"]).mean(1).numpy(), nll=-logp.mean(1)))
 
-# %% ../nbs/05_similarity.ipynb #4b0dcade
+# %% ../nbs/05_similarity.ipynb #fb9f6111
 def document_scores(model, tokenizer, texts: Sequence[str], k: float = 0.5, context: int | None = None,
                     forward_dtype: str | None = "float32", batch_size: int = 8) -> pd.DataFrame:
     "Per document: `min_k` and `min_k_pp` over all its scored tokens, read in pieces of `context` tokens (default: the model's)."

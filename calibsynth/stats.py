@@ -649,7 +649,7 @@ def roc_auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
         raise ValueError("roc_auc: a score is NaN")
     return float(stats.mannwhitneyu(a, b).statistic / (len(a) * len(b)))
 
-# %% ../nbs/09_stats.ipynb #8f666103
+# %% ../nbs/09_stats.ipynb #b393fc43
 def _auc_rows(positives: np.ndarray, negatives: np.ndarray, axis: int = -1) -> np.ndarray:
     "`roc_auc` of every row (resample) at once, from ranks: (rank sum of the positives - its minimum) / pairs."
     positives, negatives = np.moveaxis(np.asarray(positives), axis, -1), np.moveaxis(np.asarray(negatives), axis, -1)
