@@ -37,7 +37,7 @@ class _Tok:  # what llama_config reads from a tokenizer
         return self.n
 
 
-def step_rate(size: str, threads: int, steps: int, base: dict, out=None) -> float:
+def step_rate(size: str, threads: int, steps: int, base: dict, out=None, barrier=None) -> float:
     "Tokens/s of `steps` training steps (after two untimed) of model `size` on `threads` threads."
     from transformers import LlamaForCausalLM
 
@@ -52,6 +52,8 @@ def step_rate(size: str, threads: int, steps: int, base: dict, out=None) -> floa
     with torch_threads(threads):
         for i in range(steps + 2):
             if i == 2:
+                if barrier is not None:  # side by side jobs time the same stretch of wall clock
+                    barrier.wait()
                 start = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 loss = model(input_ids=batch, labels=batch).loss
@@ -84,8 +86,9 @@ def main(argv=None):
         n_params = sum(p.numel() for p in LlamaForCausalLM(llama_config(cfg, _Tok(cfg.vocab_size))).parameters())
         one = step_rate(size, 1, args.steps, base)
         two = step_rate(size, 2, args.steps, base)
-        queue = mp.get_context("spawn").Queue()
-        jobs = [mp.get_context("spawn").Process(target=step_rate, args=(size, 1, args.steps, base, queue)) for _ in range(2)]
+        spawn = mp.get_context("spawn")
+        queue, barrier = spawn.Queue(), spawn.Barrier(2)
+        jobs = [spawn.Process(target=step_rate, args=(size, 1, args.steps, base, queue, barrier)) for _ in range(2)]
         for j in jobs:
             j.start()
         side_by_side = [queue.get() for _ in jobs]

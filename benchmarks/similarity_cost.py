@@ -46,6 +46,9 @@ def main(argv=None):
             seconds = time.perf_counter() - start
         largest = max(float(np.max(np.abs(table[(table.source == r["source"]) & (table.seed == r["seed"])][c].to_numpy()
                                               - np.asarray(r[c])))) for r in picked for c in SCORE_COLUMNS)
+        if largest != 0:
+            raise SystemExit(f"{path.name}: re-scored windows differ from the committed ones by up to {largest:.3g}: "
+                             "the timing would not be of the same computation")
         per_row = seconds / len(picked)
         report["files"].append(dict(file=path.name, model=first["model"], rows=len(rows), timed_rows=len(picked),
                                     seconds_per_row=round(per_row, 2), estimated_seconds=round(per_row * len(rows), 1),

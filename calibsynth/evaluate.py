@@ -132,7 +132,10 @@ def held_out_texts(source: str) -> list[str]:
     if check_source(source) != "offline":
         return load_texts(source, "eval")  # a panel source was held out when built; hub and file sources as they are
     texts = load_texts(source, "eval")
-    path = cache_dir("held_out") / f"{source}-{_calibration_version()}.json"
+    version = _calibration_version()
+    if source not in HOLD_OUT_AGAINST:  # its own calib split is checked too: its build enters the key
+        version += "-" + sha256_file(build_source(source))[:16]
+    path = cache_dir("held_out") / f"{source}-{version}.json"
     if path.exists():
         keep = json.loads(path.read_text())
     else:

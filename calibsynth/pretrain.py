@@ -284,12 +284,13 @@ def near_duplicate_groups(texts: Sequence[str], n: int, min_share: float = NEAR_
     return np.array([root(i) for i in range(len(texts))])
 
 
-def member_order(domain: str, docs: Sequence[dict], seed: int, group_ngram: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def member_order(domain: str, docs: Sequence[dict], seed: int, group_ngram: int = 0,
+                 min_share: float = NEAR_DUPLICATE_SHARE) -> tuple[np.ndarray, np.ndarray]:
     """The seeded order members are taken from, and the cut points allowed in it (how many documents may be members):
     documents one by one, or with `group_ngram`, whole near-duplicate groups in a seeded order of the groups."""
     if not group_ngram:
         return domain_order(domain, len(docs), seed), np.arange(1, len(docs) + 1)
-    labels = near_duplicate_groups([d["text"] for d in docs], group_ngram)
+    labels = near_duplicate_groups([d["text"] for d in docs], group_ngram, min_share)
     groups, labels = np.unique(labels, return_inverse=True)
     rank = np.empty(len(groups), dtype=int)
     rank[domain_order(domain, len(groups), seed, "groups")] = np.arange(len(groups))
@@ -315,11 +316,15 @@ def plan_members(domains: Sequence[str], tokenizer, config: PretrainConfig) -> d
     plan = {}
     for d, (docs, order, ends, cum) in pools.items():
         ends = ends[ends <= len(cum)]  # the pool was tokenized only as far as the budget needs
+        if not len(ends):
+            raise ValueError(f"the first near-duplicate group of {d!r} holds more than the {config.mixture_tokens:,} "
+                             f"tokens asked for: no whole group fits")
         n = int(ends[np.argmin(np.abs(cum[ends - 1] - shares[d]))])
         plan[d] = dict(n_calib=len(docs), n_pool=len(order), n_members=n, member_tokens=int(cum[n - 1]),
                        share_tokens=round(shares[d]), member_ids_sha256=_ids_sha256([docs[i] for i in order[:n]]))
         if config.group_ngram:  # a plan of the first models, split document by document, stays as it was
-            plan[d] |= dict(group_ngram=config.group_ngram, n_groups=int(np.searchsorted(ends, n)) + 1)
+            plan[d] |= dict(group_ngram=config.group_ngram, near_duplicate_share=NEAR_DUPLICATE_SHARE,
+                            boilerplate_df=_BOILERPLATE_DF, n_groups=int(np.searchsorted(ends, n)) + 1)
     return plan
 
 # %% ../nbs/12_pretrain.ipynb #0267d8d8
@@ -336,7 +341,10 @@ def member_documents(plan_or_manifest: dict, seed: int | None = None) -> dict[st
         if len(docs) != p["n_calib"]:
             raise ValueError(f"source {d!r} now has {len(docs)} calib documents where the plan had {p['n_calib']}: "
                              f"the source was rebuilt differently; retrain the model")
-        order, _ = member_order(d, docs, seed, p.get("group_ngram", 0))
+        if p.get("boilerplate_df", _BOILERPLATE_DF) != _BOILERPLATE_DF:
+            raise ValueError(f"the plan of {d!r} left out n-grams in more than {p['boilerplate_df']} documents, this "
+                             f"code {_BOILERPLATE_DF}: the groups would differ")
+        order, _ = member_order(d, docs, seed, p.get("group_ngram", 0), p.get("near_duplicate_share", NEAR_DUPLICATE_SHARE))
         members, rest = [docs[i] for i in order[:p["n_members"]]], [docs[i] for i in order[p["n_members"]:]]
         if _ids_sha256(members) != p["member_ids_sha256"]:
             raise ValueError(f"the members of {d!r} do not match the plan's checksum: the source changed; retrain")

@@ -192,14 +192,18 @@ def score_documents(model, tokenizer, texts: Sequence[str], context: int, batch_
     from calibsynth.models import bos_id
 
     check_int("context", context)
-    bos = bos_id(tokenizer)
-    body = context - (bos is not None)
+    opener = bos_id(tokenizer)
+    if opener is None:  # a BOS-less model (SmolLM2) saw documents after its end-of-text separator
+        opener = tokenizer.eos_token_id
+    if opener is None:
+        raise ValueError("score_documents needs a BOS or an EOS token to open each piece, so that every token is scored")
+    body = context - 1
     if body < 2:
         raise ValueError(f"context={context} leaves fewer than 2 tokens of text per piece")
     pieces, owner = [], []
     for i, ids in enumerate(tokenizer(list(texts), add_special_tokens=False).input_ids):
         for s in range(0, len(ids), body):
-            piece = ([bos] if bos is not None else []) + ids[s:s + body]
+            piece = [opener] + ids[s:s + body]
             if len(piece) >= 2:
                 pieces.append(piece)
                 owner.append(i)

@@ -12,7 +12,6 @@ and is left alone by the next run. The shared tokenizer (models/tokenizer) is le
 from __future__ import annotations
 
 import argparse
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -53,17 +52,28 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=2, help="models trained side by side, one torch thread each")
     ap.add_argument("--root", default=str(ROOT / "models"))
     args = ap.parse_args(argv)
-    from calibsynth.pretrain import MANIFEST, ensure_tokenizer
+    from dataclasses import asdict
+
+    from calibsynth.pretrain import MANIFEST, PretrainConfig, ensure_tokenizer, read_manifest
 
     config = known_config()
-    todo = [n for n in args.names if not (Path(args.root) / n / MANIFEST).exists()]
-    # the tokenizer's recipe names every offline source: a tokenizer made before one was added is learned again
+    todo = []
+    for name in args.names:
+        if (Path(args.root) / name / MANIFEST).exists():
+            done = read_manifest(Path(args.root) / name)
+            if asdict(PretrainConfig(**done["config"])) != asdict(config) or done["domains"] != list(KNOWN_MIXTURES[name]):
+                raise SystemExit(f"{args.root}/{name} holds a model trained otherwise; move it away to train this one")
+        else:
+            todo.append(name)
+    # learned once, before the jobs start (they would race); the recipe names every offline source, so a tokenizer
+    # made before the man pages were added is learned again, and only while no model of it is finished
     try:
         ensure_tokenizer(config, args.root)
-    except ValueError:
+    except ValueError as err:
+        if len(todo) < len(args.names) or "was made with" not in str(err):
+            raise
         ensure_tokenizer(config, args.root, retrain=True)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    with ProcessPoolExecutor(args.jobs) as pool:
+    with ProcessPoolExecutor(args.jobs) as pool:  # one torch thread each: train_lm sets it (PretrainConfig.threads)
         for line in pool.map(train_one, todo, [args.until] * len(todo), [args.root] * len(todo)):
             print(line, flush=True)
 
