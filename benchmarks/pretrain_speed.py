@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from calibsynth.core import atomic_write_json
-from calibsynth.pretrain import PretrainConfig, _optimizer, torch_threads
+from calibsynth.pretrain import PretrainConfig, _optimizer, torch_threads, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {  # (hidden, layers, heads, intermediate)
@@ -55,13 +55,7 @@ def step_rate(size: str, threads: int, steps: int, base: dict, out=None, barrier
                 if barrier is not None:  # side by side jobs time the same stretch of wall clock
                     barrier.wait()
                 start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = model(input_ids=batch, labels=batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
+            train_step(model, batch, optimizer, schedule, config.grad_clip)
     rate = steps * config.batch_size * config.seqlen / (time.perf_counter() - start)
     if out is not None:
         out.put(rate)

@@ -37,9 +37,9 @@ __all__ = ['SPECIAL_TOKENS', 'RUNTIME_FIELDS', 'PRETRAIN_CONFIGS', 'MIXTURES', '
            'MANIFEST', 'RETRAIN_RTOL', 'PretrainConfig', 'profile_name', 'pretrain_config', 'result_fields',
            'models_dir', 'check_mixture', 'train_tokenizer', 'tokenizer_sha256', 'domain_order', 'tokenizer_corpus',
            'ensure_tokenizer', 'water_fill', 'calib_documents', 'near_duplicate_groups', 'member_order', 'plan_members',
-           'member_documents', 'PackedStream', 'llama_config', 'heldout_losses', 'torch_threads', 'train_lm',
-           'heldout_perplexities', 'competence_documents', 'heldout_bits_per_byte', 'train_model', 'read_manifest',
-           'ensure_model', 'matches_manifest']
+           'member_documents', 'PackedStream', 'llama_config', 'heldout_losses', 'torch_threads', 'train_step',
+           'train_lm', 'heldout_perplexities', 'competence_documents', 'heldout_bits_per_byte', 'train_model',
+           'read_manifest', 'ensure_model', 'matches_manifest']
 
 # %% ../nbs/12_pretrain.ipynb #f08ea123
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")  # ids 0, 1, 2
@@ -426,6 +426,18 @@ def _save_state(path: Path, model, optimizer, schedule, record: dict) -> None:
                         record=record), tmp)
 
 # %% ../nbs/12_pretrain.ipynb #4435d9d0
+def train_step(model, batch: torch.Tensor, optimizer, schedule, grad_clip: float) -> torch.Tensor:
+    "One optimization step on `batch` (forward under bfloat16 autocast, backward, clipping, AdamW, schedule); its loss."
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(input_ids=batch, labels=batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
 def train_lm(tokenizer, train_texts: Sequence[str], heldout: dict[str, Sequence[str]], config: PretrainConfig,
              state_path: str | os.PathLike | None = None, until_step: int | None = None, progress: bool | None = None,
              desc: str = "training"):
@@ -456,14 +468,7 @@ def train_lm(tokenizer, train_texts: Sequence[str], heldout: dict[str, Sequence[
     bar = tqdm(total=until, initial=record["step"], desc=desc, unit="step", disable=not show_progress(progress))
     with torch_threads(config.threads), bar:
         for step in range(record["step"], until):
-            batch = stream.batch(step)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = model(input_ids=batch, labels=batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss = train_step(model, stream.batch(step), optimizer, schedule, config.grad_clip)
             record["pending_losses"].append(loss.item())
             record["step"] = step + 1
             if record["step"] % config.eval_every == 0 or record["step"] == config.steps:
