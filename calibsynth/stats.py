@@ -24,7 +24,8 @@ __all__ = ['CI_METHODS', 'ALTERNATIVES', 'LABELS', 'EXPECTATIONS', 'TESTS', 'RES
            'stratified_bootstrap', 'paired_permutation', 'min_p_value', 'decide', 'Verdict', 'verdict', 'compare',
            'correlation_verdict', 'spread_verdict', 'all_hold', 'genre_means', 'crossed_mean_squares',
            'crossed_mean_se', 'GenreVerdict', 'genre_verdict', 'crossed_components', 'projected_se', 'holm',
-           'label_family', 'weakest_first', 'windows_to_resolve', 'binomial_se', 'roc_auc', 'auc_verdict']
+           'label_family', 'weakest_first', 'windows_to_resolve', 'binomial_se', 'roc_auc', 'auc_verdict',
+           'unit_verdict']
 
 # %% ../nbs/09_stats.ipynb #62eb31d7
 def _names(columns, what: str) -> list[str]:
@@ -674,3 +675,24 @@ def auc_verdict(positives: Sequence[float], negatives: Sequence[float], expect: 
                    len(pos) + len(neg), metric, "Mann-Whitney U; percentile bootstrap over units within each class",
                    expect, alpha, 0.5, "ROC AUC")
 
+
+# %% ../nbs/09_stats.ipynb #d8e2719a
+def unit_verdict(unit_means, expect: str, alpha: float = 0.05, *, metric: str = "", null: float = 0.0,
+                 n_seeds: int = 0, units: str = "units") -> Verdict:
+    """Verdict on one mean difference per independent unit (seeds nested inside): the one-sample t over the units
+    (n - 1 df), its interval and two-sided p, decided against `null`."""
+    _check_claim(expect, alpha)
+    x = np.asarray(unit_means, dtype=float)
+    if x.ndim != 1 or len(x) < 2 or not np.isfinite(x).all():
+        raise ValueError(f"unit_verdict needs at least 2 finite unit means in a 1-D array, got {x.tolist()}")
+    n, estimate = len(x), float(x.mean())
+    se = float(x.std(ddof=1)) / math.sqrt(n)
+    if se == 0:
+        low = high = estimate
+        p = 1.0 if estimate == null else 0.0
+    else:
+        half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * se
+        low, high = estimate - half, estimate + half
+        p = float(2 * stats.t.sf(abs(estimate - null) / se, n - 1))
+    return Verdict(decide(low, high, p, expect, alpha, null), estimate, low, high, p, n_seeds, n, metric,
+                   f"one-sample t over {n} {units} ({n - 1} df), seeds nested in each", expect, alpha, null)

@@ -281,3 +281,17 @@ def test_a_seed_effect_shared_by_every_genre_is_not_an_effect():
     assert np.mean(calls) <= binomial_bound(400), np.mean(calls)
     with pytest.raises(ValueError, match="at least 3 seeds"):
         genre_verdict(d[:2], labels, "less")
+
+
+def test_unit_verdict_covers_a_known_effect_at_the_nominal_rate_and_respects_a_margin():
+    from calibsynth.stats import unit_verdict
+
+    rng = np.random.default_rng(7)
+    truth = -0.05
+    verdicts = [unit_verdict(rng.normal(truth, 0.1, 4), "less", units="models") for _ in range(400)]
+    covered = np.mean([v.ci_low <= truth <= v.ci_high for v in verdicts])
+    assert abs(covered - 0.95) < 3 * math.sqrt(0.95 * 0.05 / 400), covered
+    # under the null of a margin (true difference exactly +0.02), non-inferiority is claimed at most at alpha
+    wrong = np.mean([unit_verdict(rng.normal(0.02, 0.05, 6), "less", null=0.02).label == "reproduced"
+                     for _ in range(400)])
+    assert wrong <= binomial_bound(400), wrong
