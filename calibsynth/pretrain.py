@@ -1,5 +1,5 @@
-"""Language models whose pre-training data we chose: one byte-level BPE vocabulary over the six offline
-domains, LLaMA models trained from scratch on two disjoint mixtures of them, and for each model the exact
+"""Language models whose pre-training data we chose: one byte-level BPE vocabulary over the seven offline
+domains, LLaMA models trained from scratch on four disjoint mixtures of them, and for each model the exact
 documents it saw and the same-distribution documents it did not.
 
 Docs: https://calibsynth.github.io/calibsynth/pretrain.html.md"""
@@ -18,7 +18,7 @@ import platform
 import tempfile
 import time
 import zlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -33,13 +33,13 @@ from .evaluate import bits_per_byte, perplexity
 from .sources import OFFLINE_SOURCES, build_source, load_texts, word_ngrams
 
 # %% auto #0
-__all__ = ['SPECIAL_TOKENS', 'RUNTIME_FIELDS', 'PRETRAIN_CONFIGS', 'MIXTURES', 'NEAR_DUPLICATE_SHARE', 'PRETRAIN_VERSION',
-           'MANIFEST', 'RETRAIN_RTOL', 'PretrainConfig', 'profile_name', 'pretrain_config', 'result_fields',
-           'models_dir', 'check_mixture', 'train_tokenizer', 'tokenizer_sha256', 'domain_order', 'tokenizer_corpus',
-           'ensure_tokenizer', 'water_fill', 'calib_documents', 'near_duplicate_groups', 'member_order', 'plan_members',
-           'member_documents', 'PackedStream', 'llama_config', 'heldout_losses', 'torch_threads', 'train_step',
-           'train_lm', 'heldout_perplexities', 'competence_documents', 'heldout_bits_per_byte', 'train_model',
-           'read_manifest', 'ensure_model', 'matches_manifest']
+__all__ = ['SPECIAL_TOKENS', 'RUNTIME_FIELDS', 'KNOWN_DATA', 'PRETRAIN_CONFIGS', 'LEGACY_CONFIGS', 'MIXTURES', 'LEGACY_MIXTURES',
+           'NEAR_DUPLICATE_SHARE', 'PRETRAIN_VERSION', 'MANIFEST', 'RETRAIN_RTOL', 'PretrainConfig', 'profile_name',
+           'pretrain_config', 'result_fields', 'models_dir', 'check_mixture', 'train_tokenizer', 'tokenizer_sha256',
+           'domain_order', 'tokenizer_corpus', 'ensure_tokenizer', 'water_fill', 'calib_documents',
+           'near_duplicate_groups', 'member_order', 'plan_members', 'member_documents', 'PackedStream', 'llama_config',
+           'heldout_losses', 'torch_threads', 'train_step', 'train_lm', 'heldout_perplexities', 'competence_documents',
+           'heldout_bits_per_byte', 'train_model', 'read_manifest', 'ensure_model', 'matches_manifest']
 
 # %% ../nbs/12_pretrain.ipynb #f08ea123
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")  # ids 0, 1, 2
@@ -99,13 +99,20 @@ class PretrainConfig:
 
 RUNTIME_FIELDS = ("checkpoint_seconds",)  # fields that do not change the trained model
 
+_TOY = PretrainConfig(vocab_size=512, tokenizer_chars=30_000, mixture_tokens=20_000, hidden=64, layers=2, heads=4,
+                      intermediate=128, seqlen=64, batch_size=8, steps=40, lr=3e-3, warmup_steps=4, eval_every=10,
+                      heldout_windows=2, eval_windows=4, checkpoint_seconds=60.0)
+# the known-data models (declared in results/declarations/issue26_known_models.md): 1.8M member tokens from at most
+# 90% of each domain's documents, near-duplicates kept on one side of the split, 5,000 steps of 16 x 256 tokens
+KNOWN_DATA = PretrainConfig(member_fraction=0.9, mixture_tokens=1_800_000, group_ngram=13, steps=5000, warmup_steps=200,
+                            eval_every=250)
 PRETRAIN_CONFIGS = {
-    "smoke": PretrainConfig(vocab_size=512, tokenizer_chars=30_000, mixture_tokens=20_000, hidden=64, layers=2,
-                            heads=4, intermediate=128, seqlen=64, batch_size=8, steps=40, lr=3e-3, warmup_steps=4,
-                            eval_every=10, heldout_windows=2, eval_windows=4, checkpoint_seconds=60.0),
-    "quick": PretrainConfig(),
-    "paper": PretrainConfig(),  # the paper's scale is in its LLMs, not here: the same models
+    "smoke": replace(_TOY, member_fraction=0.9, group_ngram=13),
+    "quick": KNOWN_DATA,
+    "paper": KNOWN_DATA,  # the paper's scale is in its LLMs, not here: the same models
 }
+# the sizes of the first two models (`LEGACY_MIXTURES`), which notebook 29 reads until it moves to the four above
+LEGACY_CONFIGS = {"smoke": _TOY, "quick": PretrainConfig(), "paper": PretrainConfig()}
 
 
 def profile_name(profile: str | None = None) -> str:
@@ -116,9 +123,10 @@ def profile_name(profile: str | None = None) -> str:
     return name
 
 
-def pretrain_config(profile: str | None = None) -> PretrainConfig:
-    "The pre-training sizes of profile `profile` (default: the active profile, `$CALIBSYNTH_PROFILE`)."
-    return PRETRAIN_CONFIGS[profile_name(profile)]
+def pretrain_config(profile: str | None = None, mixture: str | None = None) -> PretrainConfig:
+    "The pre-training sizes of profile `profile` (default: the active profile, `$CALIBSYNTH_PROFILE`), of `mixture`'s kind."
+    configs = LEGACY_CONFIGS if mixture is not None and mixture in LEGACY_MIXTURES else PRETRAIN_CONFIGS
+    return configs[profile_name(profile)]
 
 
 def result_fields(config: PretrainConfig) -> dict:
@@ -126,7 +134,11 @@ def result_fields(config: PretrainConfig) -> dict:
     return {k: v for k, v in asdict(config).items() if k not in RUNTIME_FIELDS}
 
 # %% ../nbs/12_pretrain.ipynb #c9a3e7d2
-MIXTURES = {"mix-a": ("bible", "code", "pydoc"), "mix-b": ("dictionary", "foldoc", "news")}
+# disjoint mixtures of distinct genres: Python (code and its reference), the Linux manual pages, an English dictionary,
+# and a miscellany (scripture, a computing glossary, news) that holds the three corpora too small to carry a model
+MIXTURES = {"python": ("code", "pydoc"), "manpages": ("manpages",), "lexicon": ("dictionary",),
+            "miscellany": ("bible", "foldoc", "news")}
+LEGACY_MIXTURES = {"mix-a": ("bible", "code", "pydoc"), "mix-b": ("dictionary", "foldoc", "news")}  # the first two
 
 
 def models_dir(profile: str | None = None) -> Path:
@@ -140,9 +152,10 @@ def models_dir(profile: str | None = None) -> Path:
 
 def check_mixture(name: str) -> tuple[str, ...]:
     "The domains of mixture `name`, or a ValueError naming it."
-    if name not in MIXTURES:
-        raise ValueError(f"unknown pre-training mixture {name!r}; mixtures: {sorted(MIXTURES)}")
-    return MIXTURES[name]
+    known = MIXTURES | LEGACY_MIXTURES
+    if name not in known:
+        raise ValueError(f"unknown pre-training mixture {name!r}; mixtures: {sorted(known)}")
+    return known[name]
 
 # %% ../nbs/12_pretrain.ipynb #c20762f3
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192):
@@ -521,16 +534,18 @@ def heldout_bits_per_byte(model, tokenizer, domains: Sequence[str], n_docs: int 
 # %% ../nbs/12_pretrain.ipynb #e9b6ce5c
 def train_model(name: str, config: PretrainConfig | None = None, root: str | os.PathLike | None = None,
                 until_step: int | None = None, domains: Sequence[str] | None = None,
-                progress: bool | None = None, weights_dtype: str = "float32") -> Path | None:
+                progress: bool | None = None, weights_dtype: str | None = None) -> Path | None:
     """Train mixture `name` (or a model named `name` on `domains`) into `<root>/<name>` (weights stored in
-    `weights_dtype`, tokenizer, manifest); None when `until_step` stopped it early."""
+    `weights_dtype`, by default bfloat16, float32 for the first two models; tokenizer; manifest); None when
+    `until_step` stopped it early."""
     stored = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    weights_dtype = weights_dtype or ("float32" if name in LEGACY_MIXTURES else "bfloat16")
     if weights_dtype not in stored:
         raise ValueError(f"weights_dtype must be one of {sorted(stored)}, got {weights_dtype!r}")
     domains = check_mixture(name) if domains is None else tuple(domains)
     if unknown := [d for d in domains if d not in OFFLINE_SOURCES]:
         raise ValueError(f"domains {unknown} are not offline sources {sorted(OFFLINE_SOURCES)}")
-    config, root = config or pretrain_config(), Path(root or models_dir())
+    config, root = config or pretrain_config(mixture=name), Path(root or models_dir())
     tokenizer = ensure_tokenizer(config, root)
     plan = plan_members(domains, tokenizer, config)
     split = member_documents(plan, config.seed)
@@ -570,7 +585,8 @@ def train_model(name: str, config: PretrainConfig | None = None, root: str | os.
 # %% ../nbs/12_pretrain.ipynb #d5958862
 def read_manifest(name_or_dir: str | os.PathLike, root: str | os.PathLike | None = None) -> dict:
     "The `pretrain.json` of a model: a directory, or a mixture name under `root` (default `models_dir()`)."
-    where = Path(root or models_dir()) / name_or_dir if str(name_or_dir) in MIXTURES else Path(name_or_dir)
+    named = str(name_or_dir) in MIXTURES or str(name_or_dir) in LEGACY_MIXTURES
+    where = Path(root or models_dir()) / name_or_dir if named else Path(name_or_dir)
     if not (where / MANIFEST).exists():
         raise FileNotFoundError(f"no pre-trained model at {where} (no {MANIFEST}); train it with ensure_model")
     return json.loads((where / MANIFEST).read_text())
@@ -579,12 +595,12 @@ def read_manifest(name_or_dir: str | os.PathLike, root: str | os.PathLike | None
 def ensure_model(name: str, retrain: bool = False, config: PretrainConfig | None = None,
                  root: str | os.PathLike | None = None) -> Path:
     "The directory of mixture `name`'s model under `root`: read when present, trained when missing or `retrain`."
-    check_mixture(name)
-    config, root = config or pretrain_config(), Path(root or models_dir())
+    domains = check_mixture(name)
+    config, root = config or pretrain_config(mixture=name), Path(root or models_dir())
     target = root / name
     if (target / MANIFEST).exists() and not retrain:
         manifest = read_manifest(target)
-        asked = result_fields(config) | dict(domains=list(MIXTURES[name]))
+        asked = result_fields(config) | dict(domains=list(domains))
         # a field added since the model was trained takes its default, which keeps the older models' behaviour
         trained = asdict(PretrainConfig(**manifest["config"])) | dict(domains=manifest["domains"])
         changed = {k: (v, trained.get(k)) for k, v in asked.items() if trained.get(k) != v}

@@ -8,12 +8,13 @@ import torch
 
 from calibsynth.evaluate import perplexity
 from calibsynth.models import load_model
-from calibsynth.pretrain import (MANIFEST, MIXTURES, PRETRAIN_CONFIGS, PackedStream, PretrainConfig, ensure_model,
-                                 ensure_tokenizer, member_documents, models_dir, plan_members, read_manifest,
-                                 tokenizer_sha256, train_lm, train_tokenizer, water_fill)
+from calibsynth.pretrain import (LEGACY_CONFIGS, LEGACY_MIXTURES, MANIFEST, MIXTURES, PRETRAIN_CONFIGS, PackedStream, PretrainConfig,
+                                 check_mixture, ensure_model, ensure_tokenizer, member_documents, models_dir,
+                                 plan_members, read_manifest, tokenizer_sha256, train_lm, train_tokenizer, water_fill)
 from calibsynth.sources import OFFLINE_SOURCES, load_texts
 
-SMOKE = PRETRAIN_CONFIGS["smoke"]
+SMOKE = LEGACY_CONFIGS["smoke"]  # toy sizes, documents split one by one
+GROUPED = PRETRAIN_CONFIGS["smoke"]  # toy sizes of the known-data recipe: 90% of documents, near-duplicates grouped
 # A toy corpus of three "domains", long enough for a few batches of 8 x 64 tokens.
 TOY = {
     "verse": [f"And the {w} said unto them, Behold, the {w} of the field is {i} days old." for i, w in
@@ -100,11 +101,13 @@ def test_config_refuses_bad_sizes():
         PretrainConfig(vocab_size=200)
 
 
-def test_members_and_non_members_never_share_a_document(toy_tokenizer):
-    config = replace(SMOKE, mixture_tokens=30_000)
+@pytest.mark.parametrize("recipe", [SMOKE, GROUPED], ids=["by document", "by group"])
+def test_members_and_non_members_never_share_a_document(toy_tokenizer, recipe):
+    config = replace(recipe, mixture_tokens=30_000)
     plan = plan_members(["news", "pydoc", "bible"], toy_tokenizer, config)
     total = sum(p["member_tokens"] for p in plan.values())
-    assert abs(total - 30_000) < 0.1 * 30_000
+    slack = 0.25 if config.group_ngram else 0.1  # a group of near-duplicates (parallel passages) is cut whole
+    assert abs(total - 30_000) < slack * 30_000
     split = member_documents(plan, seed=config.seed)
     for domain, parts in split.items():
         members = {d["id"] for d in parts["members"]}
@@ -113,7 +116,7 @@ def test_members_and_non_members_never_share_a_document(toy_tokenizer):
         assert members and members.isdisjoint(others)
         assert texts.isdisjoint(d["text"] for d in parts["non_members"])
         assert len(members) + len(others) == len(load_texts(domain, "calib")) == plan[domain]["n_calib"]
-        assert len(members) <= plan[domain]["n_pool"] <= len(others)
+        assert len(members) <= plan[domain]["n_pool"] <= config.member_fraction * plan[domain]["n_calib"] + 1
     with pytest.raises(ValueError, match="do not match the plan's checksum"):
         member_documents(plan, seed=config.seed + 1)
 
@@ -122,7 +125,7 @@ def test_a_toy_model_round_trips_through_load_model(tmp_path):
     config = replace(SMOKE, steps=10, eval_every=5, warmup_steps=1)
     target = ensure_model("mix-b", config=config, root=tmp_path)
     manifest = read_manifest(target)
-    assert manifest["domains"] == list(MIXTURES["mix-b"]) and manifest["train"]["steps"] == 10
+    assert manifest["domains"] == list(LEGACY_MIXTURES["mix-b"]) and manifest["train"]["steps"] == 10
     assert len(manifest["train"]["curve"]) == 2
     stamp = (target / "model.safetensors").stat().st_mtime_ns
     assert ensure_model("mix-b", config=config, root=tmp_path) == target  # read, not trained again
@@ -139,7 +142,7 @@ def test_a_toy_model_round_trips_through_load_model(tmp_path):
         ensure_model("mix-b", config=config, root=tmp_path)
 
 
-COMMITTED = [n for n in MIXTURES if (models_dir("quick") / n / MANIFEST).exists()]
+COMMITTED = [n for n in {**MIXTURES, **LEGACY_MIXTURES} if (models_dir("quick") / n / MANIFEST).exists()]
 
 
 @pytest.mark.skipif(not COMMITTED, reason=f"no committed pre-trained models in {models_dir('quick')}: "
@@ -148,7 +151,7 @@ COMMITTED = [n for n in MIXTURES if (models_dir("quick") / n / MANIFEST).exists(
 def test_committed_checkpoint_scores_its_manifest(name):
     target = models_dir("quick") / name
     manifest = read_manifest(target)
-    assert manifest["domains"] == list(MIXTURES[name]), "the committed model was trained on another mixture"
+    assert manifest["domains"] == list(check_mixture(name)), "the committed model was trained on another mixture"
     config = PretrainConfig(**manifest["config"])
     assert (target / "model.safetensors").stat().st_size <= 25 * 2**20
     model, tokenizer = load_model(target)

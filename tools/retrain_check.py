@@ -1,12 +1,12 @@
-"""Retrain the committed pre-trained models (models/mix-a, models/mix-b) from scratch at their full size and compare
+"""Retrain committed pre-trained models (models/<name>) from scratch at their full size and compare
 each retrained model's held-out perplexity with the committed manifest's, domain by domain, against RETRAIN_RTOL.
 
-    python tools/retrain_check.py                 # both mixtures, one process each (one torch thread each)
-    python tools/retrain_check.py --names mix-a   # one of them
+    python tools/retrain_check.py --names python            # one model (one torch thread)
+    python tools/retrain_check.py --names python,lexicon    # two, one process each
 
 Each model trains in a temporary folder (the committed checkpoints are never touched), resumably through the
 training state in the cache. The script writes results/retrain_check.json atomically after each model; notebook
-12_pretrain reads it. About 13 minutes per model on this 2-core machine; nbdev-test never runs it.
+12_pretrain reads it. About 2.5 hours per known-data model on one core of this machine (13 minutes for the first two); nbdev-test never runs it.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def retrain(name: str) -> dict:
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--names", default=",".join(MIXTURES), help="comma-separated mixtures to retrain")
+    p.add_argument("--names", required=True, help=f"comma-separated mixtures to retrain, of {list(MIXTURES)}")
     p.add_argument("--out", default="results/retrain_check.json")
     args = p.parse_args()
     names = [n for n in args.names.split(",") if n]

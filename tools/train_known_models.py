@@ -18,36 +18,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Disjoint mixtures of distinct genres: Python (code and its reference), the Linux manual pages, an English
-# dictionary, and a miscellany (scripture, a computing glossary, news) holding the three small corpora.
-KNOWN_MIXTURES = {
-    "python": ("code", "pydoc"),
-    "manpages": ("manpages",),
-    "lexicon": ("dictionary",),
-    "miscellany": ("bible", "foldoc", "news"),
-}
-
-
 def known_config():
-    "The sizes of the known-data models (see the declaration for why each)."
-    from calibsynth.pretrain import PretrainConfig
+    "The sizes of the known-data models (the quick profile's; see the declaration for why each)."
+    from calibsynth.pretrain import pretrain_config
 
-    return PretrainConfig(member_fraction=0.9, mixture_tokens=1_800_000, group_ngram=13, hidden=256, layers=4, heads=8,
-                          intermediate=688, steps=5000, warmup_steps=200, lr=2e-3, eval_every=250, heldout_windows=8,
-                          eval_windows=32)
+    return pretrain_config("quick")
 
 
 def train_one(name: str, until: int | None, root: str) -> str:
     from calibsynth.pretrain import train_model
 
-    done = train_model(name, known_config(), root, until_step=until, domains=KNOWN_MIXTURES[name], progress=True,
-                       weights_dtype="bfloat16")
+    done = train_model(name, known_config(), root, until_step=until, progress=True, weights_dtype="bfloat16")
     return f"{name}: {'written to ' + str(done) if done else 'stopped early, state kept'}"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--names", nargs="+", default=list(KNOWN_MIXTURES), choices=list(KNOWN_MIXTURES))
+    from calibsynth.pretrain import MIXTURES
+
+    ap.add_argument("--names", nargs="+", default=list(MIXTURES), choices=list(MIXTURES))
     ap.add_argument("--until", type=int, default=None, help="stop each model at this step (resumable)")
     ap.add_argument("--jobs", type=int, default=2, help="models trained side by side, one torch thread each")
     ap.add_argument("--root", default=str(ROOT / "models"))
@@ -61,7 +50,7 @@ def main(argv=None):
     for name in args.names:
         if (Path(args.root) / name / MANIFEST).exists():
             done = read_manifest(Path(args.root) / name)
-            if asdict(PretrainConfig(**done["config"])) != asdict(config) or done["domains"] != list(KNOWN_MIXTURES[name]):
+            if asdict(PretrainConfig(**done["config"])) != asdict(config) or done["domains"] != list(MIXTURES[name]):
                 raise SystemExit(f"{args.root}/{name} holds a model trained otherwise; move it away to train this one")
         else:
             todo.append(name)
