@@ -24,7 +24,8 @@ from ..sources import synthetic_file, synthetic_path
 from ..synth import SynthConfig, draw_budget, manifest_path, synthetic_set, synthetic_tag
 
 # %% auto #0
-__all__ = ['PROFILES', 'Profile', 'active_profile', 'output_dir', 'synthetic_source', 'self_generated_set', 'regime_sparsity']
+__all__ = ['PROFILES', 'Profile', 'active_profile', 'output_dir', 'synthetic_source', 'self_generated_set', 'nearest_level',
+           'regime_sparsity']
 
 # %% ../../nbs/15_profiles.ipynb #15a00006
 @dataclass(frozen=True)
@@ -135,16 +136,20 @@ def self_generated_set(profile: Profile, seed: int, loaded=None, slack: float = 
     return synthetic_source(profile.model, profile.synth_source, cfg, loaded, progress=False)
 
 # %% ../../nbs/15_profiles.ipynb #15a00013
+def nearest_level(ratios: pd.Series, target: float) -> float:
+    "The level (index of `ratios`, dense -> pruned perplexity factors) whose factor is nearest `target`, on a log scale."
+    return float((np.log(ratios) - np.log(target)).abs().idxmin())
+
+
 def regime_sparsity(profile: Profile, results_path: str | os.PathLike, method: str = "wanda",
-                    source: str = "news") -> tuple[float, pd.Series, float]:
+                    source: str = "news", value: str = "panel_mean", **run_kw) -> tuple[float, pd.Series, float]:
     """The level of `profile.regime_levels` at which `method` (calibrated on `source`, seed 0) multiplies the dense
-    model's panel perplexity by the factor nearest `profile.target_ppl_ratio`; with the ratio per level and the
-    dense panel log-ppl."""
-    runs = [profile.run(method="dense")] + [profile.run(method=method, source=source, sparsity=s, seed=0)
-                                            for s in profile.regime_levels]
-    panel = run_grid(runs, results_path, progress=False).set_index("run_id").panel_mean
-    dense = float(panel[runs[0].run_id])
+    model's perplexity (`value`: the panel mean, or `leave_out`, the domains' mean) by the factor nearest
+    `profile.target_ppl_ratio`; with the ratio per level and the dense log-ppl. `run_kw` go to every run's config."""
+    runs = [profile.run(method="dense", **run_kw)] + [profile.run(method=method, source=source, sparsity=s, seed=0,
+                                                                  **run_kw) for s in profile.regime_levels]
+    quality = run_grid(runs, results_path, progress=False).set_index("run_id")[value]
+    dense = float(quality[runs[0].run_id])
     # by run id, not by row order or by the achieved sparsity the results table reports
-    ratios = pd.Series({c.sparsity: float(np.exp(panel[c.run_id] - dense)) for c in runs[1:]}, name="ppl_ratio")
-    chosen = float((np.log(ratios) - np.log(profile.target_ppl_ratio)).abs().idxmin())
-    return chosen, ratios, dense
+    ratios = pd.Series({c.sparsity: float(np.exp(quality[c.run_id] - dense)) for c in runs[1:]}, name="ppl_ratio")
+    return nearest_level(ratios, profile.target_ppl_ratio), ratios, dense
