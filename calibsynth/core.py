@@ -25,10 +25,10 @@ from typing import Iterable, Iterator
 import torch
 
 # %% auto #0
-__all__ = ['CODE_VERSION', 'cache_dir', 'require_writable_dir', 'atomic_path', 'sweep_abandoned', 'atomic_dir',
-           'atomic_write_text', 'atomic_write_json', 'write_jsonl', 'extend_jsonl', 'append_jsonl', 'read_jsonl',
-           'sha256_file', 'hub_offline', 'resolve_device', 'show_progress', 'check_int', 'json_digest',
-           'config_identity', 'repo_root', 'code_commit']
+__all__ = ['MATRIX_INSTRUCTIONS', 'CODE_VERSION', 'cache_dir', 'require_writable_dir', 'atomic_path', 'sweep_abandoned',
+           'atomic_dir', 'atomic_write_text', 'atomic_write_json', 'write_jsonl', 'extend_jsonl', 'append_jsonl',
+           'read_jsonl', 'sha256_file', 'hub_offline', 'resolve_device', 'cpu_arithmetic', 'show_progress', 'check_int',
+           'json_digest', 'config_identity', 'repo_root', 'code_commit']
 
 # %% ../nbs/00_core.ipynb #a9059b7c
 def cache_dir(*parts: str, create: bool = True) -> Path:
@@ -237,6 +237,21 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(device)
     except RuntimeError as e:
         raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from e
+
+# %% ../nbs/00_core.ipynb #c9ed545f
+MATRIX_INSTRUCTIONS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")  # widest first, as Linux names the flags
+
+
+def cpu_arithmetic(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
+    "The widest of `MATRIX_INSTRUCTIONS` this CPU has, from its Linux flags; else the machine's name (`platform`)."
+    import platform
+
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path(cpuinfo).read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:  # not Linux: the machine's name is the most we know
+        flags = []
+    return next((f for f in MATRIX_INSTRUCTIONS if f in flags), platform.machine() or "unknown")
 
 # %% ../nbs/00_core.ipynb #95328ae9
 def show_progress(progress: bool | None) -> bool:

@@ -81,12 +81,15 @@ def test_eval_pruned_from_a_run_id(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_eval_pruned_from_rebuilds_a_committed_run_exactly(capsys, tmp_path):
-    "A committed run rebuilt by `eval --pruned-from` (its own calibration draw) gives its committed windows back."
+def test_eval_pruned_from_rebuilds_a_committed_run_on_its_arithmetic(capsys, tmp_path):
+    """A committed run rebuilt by `eval --pruned-from` (its own calibration draw) gives its committed windows back: to
+    the bit on the arithmetic its row records, within what other arithmetic moves elsewhere (rows made before they
+    recorded it included)."""
     import json
 
     import torch
-    from calibsynth.experiment.verify import committed_runs
+    from calibsynth.core import cpu_arithmetic
+    from calibsynth.experiment.verify import committed_runs, made_here
 
     runs = committed_runs(ROOT / "results")
     cheap = min((r for r in runs.values() if r["config"]["model"] == "smollm2-135m" and not r["config"]["tasks"]
@@ -94,9 +97,14 @@ def test_eval_pruned_from_rebuilds_a_committed_run_exactly(capsys, tmp_path):
     if cheap is None:
         pytest.skip(f"no committed SmolLM2 run was made on {torch.get_num_threads()} threads: its bits cannot match here")
     assert main(["eval", "--pruned-from", cheap["run_id"], "--out", str(tmp_path / "e.json")]) == 0
-    assert "every window and item matches the committed row" in capsys.readouterr().out
+    out = capsys.readouterr().out
     report = json.loads((tmp_path / "e.json").read_text())
-    assert report["measured"]["units"]["panel"] == cheap["metrics"]["units"]["panel"] and report["matches_row"]
+    if made_here(cheap) or report["matches_row"]:
+        assert "every window and item matches the committed row" in out
+        assert report["measured"]["units"]["panel"] == cheap["metrics"]["units"]["panel"] and report["matches_row"]
+    else:
+        assert f"made on other arithmetic ({cheap.get('arithmetic') or 'unrecorded'}, here {cpu_arithmetic()})" in out
+        assert report["agreement"] == "noise", report["units"]
 
 
 def test_reproduce_runs_experiment_notebooks_into_the_output_folder(tmp_path, capsys):

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..core import append_jsonl, read_jsonl, show_progress, write_jsonl
+from ..core import append_jsonl, cpu_arithmetic, read_jsonl, show_progress, write_jsonl
 from .runs import RunConfig, draw_calibration, locate, measure_run, prune_run
 from ..models import load_model
 
@@ -120,7 +120,8 @@ def _run_row(model, tokenizer, cfg: RunConfig, calib) -> dict:
         metrics |= dict(sparsity=report.sparsity, prune_seconds=prune_s)
     return dict(run_id=cfg.run_id, config=cfg.row_config(), metrics=metrics, seconds=time.perf_counter() - start,
                 peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                threads=torch.get_num_threads())  # the order of the CPU reductions, so part of what a row reproduces
+                # the order of the CPU reductions and the instructions that round: what a row's last bits depend on
+                threads=torch.get_num_threads(), arithmetic=cpu_arithmetic())
 
 
 def run_grid(configs: Iterable[RunConfig], results_path: str | os.PathLike, shard: str | None = None,
