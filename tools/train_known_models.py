@@ -13,39 +13,31 @@ from __future__ import annotations
 
 import argparse
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-def known_config():
-    "The sizes of the known-data models (the quick profile's; see the declaration for why each)."
-    from calibsynth.pretrain import pretrain_config
-
-    return pretrain_config("quick")
+KNOWN_PROFILE = "quick"  # the known-data models are the quick profile's (see the declaration for why each size)
 
 
 def train_one(name: str, until: int | None, root: str) -> str:
-    from calibsynth.pretrain import train_model
+    from calibsynth.pretrain import pretrain_config, train_model
 
-    done = train_model(name, known_config(), root, until_step=until, progress=True, weights_dtype="bfloat16")
+    done = train_model(name, pretrain_config(KNOWN_PROFILE), root, until_step=until, progress=True, weights_dtype="bfloat16")
     return f"{name}: {'written to ' + str(done) if done else 'stopped early, state kept'}"
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    from calibsynth.pretrain import MIXTURES
+    from calibsynth.pretrain import MANIFEST, MIXTURES, PretrainConfig, ensure_tokenizer, pretrain_config, read_manifest
 
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--names", nargs="+", default=list(MIXTURES), choices=list(MIXTURES))
     ap.add_argument("--until", type=int, default=None, help="stop each model at this step (resumable)")
     ap.add_argument("--jobs", type=int, default=2, help="models trained side by side, one torch thread each")
     ap.add_argument("--root", default=str(ROOT / "models"))
     args = ap.parse_args(argv)
-    from dataclasses import asdict
-
-    from calibsynth.pretrain import MANIFEST, PretrainConfig, ensure_tokenizer, read_manifest
-
-    config = known_config()
+    config = pretrain_config(KNOWN_PROFILE)
     todo = []
     for name in args.names:
         if (Path(args.root) / name / MANIFEST).exists():
