@@ -266,7 +266,7 @@ def cmd_eval(args) -> int:
     report, t0 = dict(model=str(args.model)), time.perf_counter()
     if args.pruned_from:
         from calibsynth.experiment.runs import measure_run, prune_run
-        from calibsynth.experiment.verify import agreement, made_here, unit_differences
+        from calibsynth.experiment.grid import agreement, made_here, unit_differences
 
         import torch
 
@@ -510,7 +510,8 @@ def cmd_reproduce(args) -> int:
 
 # %% ../nbs/19_cli.ipynb #1e7f0a02
 def cmd_verify(args) -> int:
-    from calibsynth.experiment.verify import agreement_of, coverage, results_folder, verify
+    from calibsynth.experiment.grid import agreement_of
+    from calibsynth.experiment.verify import coverage, results_folder, verify
 
     results = Path(args.results) if args.results else results_folder()
     report = verify(results, sample=args.sample, every=args.all, ids=args.ids or (), sets=args.sets, seed=args.seed,

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 import calibsynth
 from . import __version__
 from .core import atomic_dir, atomic_path, atomic_write_json, cache_dir, read_jsonl, show_progress
-from .evaluate import bits_per_byte, perplexity
+from .evaluate import bits_per_byte, held_out_texts, perplexity
 from .sources import OFFLINE_SOURCES, build_source, load_texts, word_ngrams
 
 # %% auto #0
@@ -520,8 +520,10 @@ def heldout_perplexities(model, tokenizer, config: PretrainConfig, domains: Sequ
 
 
 def competence_documents(domain: str, n_docs: int = 32, seed: int = 0) -> list[str]:
-    "A seeded random sample of `n_docs` of `domain`'s `eval` documents: the same for every model scored on it."
-    docs = load_texts(domain, "eval")
+    """A seeded random sample of `n_docs` of `domain`'s held-out documents (`evaluate.held_out_texts`: `eval`
+    documents sharing no word 13-gram with any `calib` document, so with no member of any known-data model): the
+    same for every model scored on it, and nothing a known-data model could have memorised."""
+    docs = held_out_texts(domain)
     return [docs[i] for i in sorted(domain_order(domain, len(docs), seed, "competence")[:n_docs])]
 
 

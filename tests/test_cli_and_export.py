@@ -89,7 +89,8 @@ def test_eval_pruned_from_rebuilds_a_committed_run_on_its_arithmetic(capsys, tmp
 
     import torch
     from calibsynth.core import cpu_arithmetic
-    from calibsynth.experiment.verify import committed_runs, made_here
+    from calibsynth.experiment.grid import made_here
+    from calibsynth.experiment.verify import committed_runs
 
     runs = committed_runs(ROOT / "results")
     cheap = min((r for r in runs.values() if r["config"]["model"] == "smollm2-135m" and not r["config"]["tasks"]

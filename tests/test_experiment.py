@@ -407,7 +407,8 @@ def test_a_committed_run_recomputes_on_its_arithmetic_with_grown_registries(tmp_
     what other arithmetic moves elsewhere, rows made before they recorded it included)."""
     import calibsynth.evaluate as E
     from calibsynth.experiment.runs import RunConfig, draw_calibration
-    from calibsynth.experiment.verify import committed_runs, made_here, recompute_run
+    from calibsynth.experiment.grid import made_here
+    from calibsynth.experiment.verify import committed_runs, recompute_run
     from calibsynth.models import load_model
 
     runs = committed_runs(ROOT / "results")

@@ -24,8 +24,9 @@ from .runs import RunConfig, draw_calibration, locate, measure_run, prune_run
 from ..models import load_model
 
 # %% auto #0
-__all__ = ['UNIT_PARTS', 'read_results', 'append_result', 'load_results', 'parse_shard', 'in_shard', 'merge_results',
-           'unit_table', 'run_grid']
+__all__ = ['UNIT_PARTS', 'OTHER_ARITHMETIC_TOLERANCE', 'read_results', 'append_result', 'load_results', 'parse_shard', 'in_shard',
+           'merge_results', 'unit_table', 'unit_differences', 'is_stale', 'made_here', 'agreement', 'agreement_of',
+           'run_grid']
 
 # %% ../../nbs/14_grid.ipynb #14a00006
 def read_results(path: str | os.PathLike, repair: bool = False) -> list[dict]:
@@ -108,6 +109,57 @@ def unit_table(results: str | os.PathLike | Iterable[dict], part: str = "panel")
         raise ValueError(f"no run of {results if isinstance(results, (str, os.PathLike)) else 'the rows'} kept "
                          f"{part!r} units")
     return pd.concat(frames, ignore_index=True)
+
+# %% ../../nbs/14_grid.ipynb #fba43173
+def unit_differences(old: dict, new: dict) -> dict:
+    "Per part: the units compared, those unmatched or differing, and the largest absolute difference of a score."
+    out = {}
+    for part, (group, index, value) in UNIT_PARTS.items():
+        if part not in old["metrics"].get("units", {}):
+            continue  # e.g. a run that skips the suite
+        a, b = (unit_table([r], part)[[group, index, value]] for r in (old, new))
+        joined = a.merge(b, on=[group, index], how="outer", suffixes=("_old", "_new"), indicator=True)
+        diff = (joined[f"{value}_old"] - joined[f"{value}_new"]).abs()
+        out[part] = dict(units=int(len(joined)), unmatched=int((joined["_merge"] != "both").sum()),
+                         max_abs_diff=float(diff.max()), differing=int((diff > 0).sum()))
+    return out
+
+
+def is_stale(checked: dict) -> bool:
+    "Whether a recomputed run differs from its committed row in any window or item (or could not be recomputed)."
+    return "error" in checked or any(u["differing"] or u["unmatched"] for u in checked["units"].values())
+
+
+# What other arithmetic alone may move, per unit score: a window's log-perplexity by 0.1 at most (measured: 0.036
+# at most over the 279 windows of a SmolLM2 Wanda run made on AMX and recomputed on AVX-512 BF16), and the answers
+# of 5% of a suite's items at most (declared: no committed run with a suite has been recomputed across machines yet).
+OTHER_ARITHMETIC_TOLERANCE = {"log_ppl": 0.1, "correct": 0.05}
+
+
+def made_here(row: dict) -> bool:
+    "Whether `row` records this CPU's arithmetic (`cpu_arithmetic`); rows made before they recorded it do not."
+    return row.get("arithmetic") == cpu_arithmetic()
+
+
+def agreement(checked: dict, same_arithmetic: bool) -> str:
+    """'exact' when every unit matches; 'noise' when the row was made on other (or unrecorded) arithmetic and every
+    unit is there and within `OTHER_ARITHMETIC_TOLERANCE`; else 'differs'. On the row's own arithmetic (and thread
+    count) only 'exact' passes."""
+    if not is_stale(checked):
+        return "exact"
+    if same_arithmetic or "error" in checked:
+        return "differs"
+    for part, u in checked["units"].items():
+        score = UNIT_PARTS[part][2]
+        moved = u["max_abs_diff"] if score == "log_ppl" else u["differing"] / u["units"]
+        if u["unmatched"] or not moved <= OTHER_ARITHMETIC_TOLERANCE[score]:
+            return "differs"
+    return "noise"
+
+
+def agreement_of(checked: dict) -> str:
+    "The `agreement` of a report entry; entries of reports from before it was kept: 'exact' or 'differs'."
+    return checked.get("agreement", "differs" if is_stale(checked) else "exact")
 
 # %% ../../nbs/14_grid.ipynb #14a00016
 def _run_row(model, tokenizer, cfg: RunConfig, calib) -> dict:

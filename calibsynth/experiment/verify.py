@@ -21,16 +21,15 @@ import pandas as pd
 import torch
 
 from ..core import atomic_write_json, cache_dir, cpu_arithmetic, json_digest, read_jsonl, repo_root, write_jsonl
-from .grid import UNIT_PARTS, read_results, run_grid, unit_table
+from .grid import agreement, agreement_of, is_stale, made_here, read_results, run_grid, unit_differences
 from .runs import RunConfig
 from ..models import load_model
 from ..pretrain import torch_threads
 from ..synth import SynthConfig, build_synthetic
 
 # %% auto #0
-__all__ = ['SUMMARY_METRICS', 'RESULT_FILES', 'OTHER_ARITHMETIC_TOLERANCE', 'VERIFY_BATCH', 'EARLY_THREADS', 'committed_runs',
-           'unit_differences', 'is_stale', 'made_here', 'agreement', 'recompute_runs', 'compare_with_row',
-           'recompute_run', 'committed_sets', 'regenerate_set', 'checked_elsewhere', 'verify', 'agreement_of',
+__all__ = ['SUMMARY_METRICS', 'RESULT_FILES', 'VERIFY_BATCH', 'EARLY_THREADS', 'committed_runs', 'recompute_runs',
+           'compare_with_row', 'recompute_run', 'committed_sets', 'regenerate_set', 'checked_elsewhere', 'verify',
            'summary_line', 'results_folder', 'verified_runs', 'coverage']
 
 # %% ../../nbs/18_verify.ipynb #18a00006
@@ -48,52 +47,6 @@ def committed_runs(results_dir: str | os.PathLike) -> dict[str, dict]:
             if "run_id" in row and "config" in row:  # a folder's other tables (texts, scores) are not runs
                 runs.setdefault(row["run_id"], row | {"files": []})["files"].append(str(path.relative_to(results_dir)))
     return runs
-
-
-def unit_differences(old: dict, new: dict) -> dict:
-    "Per part: the units compared, those unmatched or differing, and the largest absolute difference of a score."
-    out = {}
-    for part, (group, index, value) in UNIT_PARTS.items():
-        if part not in old["metrics"].get("units", {}):
-            continue  # e.g. a run that skips the suite
-        a, b = (unit_table([r], part)[[group, index, value]] for r in (old, new))
-        joined = a.merge(b, on=[group, index], how="outer", suffixes=("_old", "_new"), indicator=True)
-        diff = (joined[f"{value}_old"] - joined[f"{value}_new"]).abs()
-        out[part] = dict(units=int(len(joined)), unmatched=int((joined["_merge"] != "both").sum()),
-                         max_abs_diff=float(diff.max()), differing=int((diff > 0).sum()))
-    return out
-
-
-def is_stale(checked: dict) -> bool:
-    "Whether a recomputed run differs from its committed row in any window or item (or could not be recomputed)."
-    return "error" in checked or any(u["differing"] or u["unmatched"] for u in checked["units"].values())
-
-
-# What other arithmetic alone may move, per unit score: a window's log-perplexity by 0.1 at most (measured: 0.036
-# at most over the 279 windows of a SmolLM2 Wanda run made on AMX and recomputed on AVX-512 BF16), and the answers
-# of 5% of a suite's items at most (declared: no committed run with a suite has been recomputed across machines yet).
-OTHER_ARITHMETIC_TOLERANCE = {"log_ppl": 0.1, "correct": 0.05}
-
-
-def made_here(row: dict) -> bool:
-    "Whether `row` records this CPU's arithmetic (`cpu_arithmetic`); rows made before they recorded it do not."
-    return row.get("arithmetic") == cpu_arithmetic()
-
-
-def agreement(checked: dict, same_arithmetic: bool) -> str:
-    """'exact' when every unit matches; 'noise' when the row was made on other (or unrecorded) arithmetic and every
-    unit is there and within `OTHER_ARITHMETIC_TOLERANCE`; else 'differs'. On the row's own arithmetic (and thread
-    count) only 'exact' passes."""
-    if not is_stale(checked):
-        return "exact"
-    if same_arithmetic or "error" in checked:
-        return "differs"
-    for part, u in checked["units"].items():
-        score = UNIT_PARTS[part][2]
-        moved = u["max_abs_diff"] if score == "log_ppl" else u["differing"] / u["units"]
-        if u["unmatched"] or not moved <= OTHER_ARITHMETIC_TOLERANCE[score]:
-            return "differs"
-    return "noise"
 
 # %% ../../nbs/18_verify.ipynb #18a00009
 def _replace_rows(new: dict, files: Sequence[str], results_dir: Path) -> None:
@@ -257,11 +210,6 @@ def verify(results_dir: str | os.PathLike, sample: int = 5, every: bool = False,
     atomic_write_json(out, report)
     rows_file.unlink(missing_ok=True)  # done: a later --resume must not read rows an older state of the code made
     return report
-
-
-def agreement_of(checked: dict) -> str:
-    "The `agreement` of a report entry; entries of reports from before it was kept: 'exact' or 'differs'."
-    return checked.get("agreement", "differs" if is_stale(checked) else "exact")
 
 
 def summary_line(checked: dict) -> str:
