@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from calibsynth.core import atomic_write_json
+from calibsynth.core import atomic_write_json, cpu_arithmetic
 from calibsynth.pretrain import MIXTURES, RETRAIN_RTOL, ensure_model, matches_manifest, models_dir, read_manifest
 from calibsynth.experiment.profiles import active_profile
 
@@ -50,7 +50,8 @@ def main():
     if active_profile().name != "quick":
         raise SystemExit("the committed models are the quick profile's: unset CALIBSYNTH_PROFILE")
     out = Path(args.out)
-    report = dict(rtol=RETRAIN_RTOL, machine=dict(cpus=os.cpu_count(), processor=platform.processor() or platform.machine()),
+    report = dict(rtol=RETRAIN_RTOL, machine=dict(cpus=os.cpu_count(), processor=platform.processor() or platform.machine(),
+                                                 arithmetic=cpu_arithmetic()),
                   models={})
     if out.exists():
         report["models"] = json.loads(out.read_text()).get("models", {})
