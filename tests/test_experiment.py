@@ -423,5 +423,4 @@ def test_a_committed_run_recomputes_on_its_arithmetic_with_grown_registries(tmp_
     assert torch.equal(draw_calibration(config, tok), draw)  # integers: the same on every machine
     checked = recompute_run(cheap, tmp_path, ROOT / "results")  # on the thread count its row records
     assert checked["agreement"] == "exact" if made_here(cheap) else checked["agreement"] in ("exact", "noise"), \
-        (checked["arithmetic"], checked["units"])
-    assert all(u["unmatched"] == 0 for u in checked["units"].values())
+        (checked["arithmetic"], checked["units"])  # "noise" already requires every unit on both sides
