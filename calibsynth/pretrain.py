@@ -528,10 +528,11 @@ def competence_documents(domain: str, n_docs: int = 32, seed: int = 0) -> list[s
 
 
 def heldout_bits_per_byte(model, tokenizer, domains: Sequence[str], n_docs: int = 32, seed: int = 0,
-                          forward_dtype: str | None = "float32") -> dict[str, float]:
-    "Bits per byte on `competence_documents` of each domain: comparable between models whose tokenizers differ."
-    return {d: bits_per_byte(model, tokenizer, competence_documents(d, n_docs, seed), forward_dtype=forward_dtype)
-            for d in domains}
+                          forward_dtype: str | None = "float32", context: int | None = None) -> dict[str, float]:
+    """Bits per byte on `competence_documents` of each domain: comparable between models whose tokenizers differ
+    (`context`: tokens a piece may see, default the model's own; a model of longer context is compared at the shorter)."""
+    return {d: bits_per_byte(model, tokenizer, competence_documents(d, n_docs, seed), context=context,
+                             forward_dtype=forward_dtype) for d in domains}
 
 # %% ../nbs/12_pretrain.ipynb #e9b6ce5c
 def train_model(name: str, config: PretrainConfig | None = None, root: str | os.PathLike | None = None,
